@@ -1,0 +1,289 @@
+"""Checkers for the lessons' exercises: they compare a learner's function with the
+tested reference on fresh random inputs and, when it is wrong, name the likely mistake.
+
+Lesson: notebooks/01_markov_noising.ipynb (first use)
+
+How a checker works: it runs the learner's function and the reference on the same
+random inputs (fixed noise, so the answer is exact). If they agree, the exercise
+passes. If not, it runs each *known mistake* (a small variant of the reference, e.g.
+β where √β belongs) on the same inputs; when the learner's output matches one of
+them, the message explains that mistake. A function that still raises
+``NotImplementedError`` is reported as "not implemented yet", never as a crash.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .noising import markov_step, q_sample
+from .schedules import NoiseSchedule, cosine_betas
+
+__all__ = ["CheckResult", "check_cosine_schedule", "check_markov_step", "check_q_sample"]
+
+_ICONS = {"passed": "✅", "failed": "❌", "not implemented": "⏳", "error": "💥"}
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What a checker found. Truthy when the exercise passed."""
+
+    exercise: str  # the exercise's name, e.g. "markov_step"
+    status: str  # "passed", "failed", "not implemented" or "error"
+    message: str  # what to do next, in words a learner can act on
+    mistake: str | None = None  # the name of the diagnosed mistake, if one matched
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __repr__(self) -> str:
+        return f"{_ICONS[self.status]} {self.exercise}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A known wrong answer: ``fn`` takes the same inputs as the exercise."""
+
+    name: str  # short id, used by tests and in CheckResult.mistake
+    fn: Callable[..., Tensor]  # the mistaken computation
+    message: str  # the explanation shown when the learner's output matches fn's
+
+
+def _close(a: Tensor, b: Tensor, rtol: float = 1e-4) -> bool:
+    return a.shape == b.shape and torch.allclose(a.double(), b.double(), rtol=rtol, atol=1e-5)
+
+
+def _try(fn: Callable[..., Tensor], args: tuple) -> Tensor | None:
+    try:
+        return fn(*args)
+    except Exception:  # a mistake that cannot be evaluated on these inputs matches nothing
+        return None
+
+
+def _check(
+    exercise: str,
+    learner: Callable[..., object],
+    reference: Callable[..., Tensor],
+    mistakes: Sequence[Mistake],
+    inputs: Sequence[tuple],
+    rtol: float = 1e-4,
+) -> CheckResult:
+    """Run ``learner`` and ``reference`` on each input tuple and diagnose a difference."""
+    if not callable(learner):
+        raise ValueError(f"pass your function itself to the checker, got {type(learner).__name__}")
+    for args in inputs:
+        expected = reference(*args)
+        try:
+            got = learner(*args)
+        except NotImplementedError:
+            return CheckResult(exercise, "not implemented", "not implemented yet: replace the "
+                               "`raise NotImplementedError()` line with your code, then run this cell again.")
+        except Exception as e:  # a learner's bug: report it, don't crash the lesson
+            where = traceback.extract_tb(e.__traceback__)[-1]
+            line = f"line {where.lineno}: `{where.line}`" if where.line else f"line {where.lineno}"
+            return CheckResult(exercise, "error", f"your function raised {type(e).__name__}: {e} "
+                               f"({line}). Inputs were {_describe(args)}.")
+        if got is None:
+            return CheckResult(exercise, "failed", "your function returned None: did you forget `return`?")
+        try:
+            got = torch.as_tensor(got)
+        except Exception:
+            return CheckResult(exercise, "failed", f"expected a tensor, got {type(got).__name__}.")
+        if got.shape != expected.shape:
+            return CheckResult(exercise, "failed", f"expected a result of shape {tuple(expected.shape)}, "
+                               f"got {tuple(got.shape)} for inputs {_describe(args)}.")
+        if _close(got, expected, rtol):
+            continue
+        for m in mistakes:
+            wrong = _try(m.fn, args)
+            if wrong is not None and _close(got, wrong, rtol):
+                return CheckResult(exercise, "failed", m.message, mistake=m.name)
+        err = (got.double() - expected.double()).abs()
+        return CheckResult(exercise, "failed", f"your result differs from the reference by up to "
+                           f"{err.max().item():.3g} for inputs {_describe(args)}, and it matches none of the "
+                           "mistakes this checker knows. Compare your code with the formula term by term.")
+    return CheckResult(exercise, "passed", f"correct on {len(inputs)} random tests.")
+
+
+def _describe(args: tuple) -> str:
+    parts = []
+    for a in args:
+        if isinstance(a, Tensor):
+            parts.append(f"tensor{tuple(a.shape)}")
+        elif isinstance(a, NoiseSchedule):
+            parts.append(f"{a.name} schedule with T={a.T}")
+        else:
+            parts.append(repr(a))
+    return "(" + ", ".join(parts) + ")"
+
+
+def _generator(seed: int | None) -> torch.Generator:
+    """Fresh random inputs each call, from the OS, so a check never disturbs the lesson's seeded RNG."""
+    return torch.Generator().manual_seed(secrets.randbits(63) if seed is None else seed)
+
+
+def _random_schedule(g: torch.Generator, T: int) -> NoiseSchedule:
+    """Large, uneven betas, so that every mistake changes the answer visibly."""
+    return NoiseSchedule(0.05 + 0.5 * torch.rand(T, generator=g, dtype=torch.float64), name="random")
+
+
+def _noising_inputs(seed: int | None, trials: int) -> list[tuple]:
+    """(x, t, s, noise) tuples: x of a random shape, t an int in [1, T-2]."""
+    g = _generator(seed)
+    out = []
+    for shape in [(16, 2), (4, 1, 5, 5), (8, 3, 4, 4), (32, 2)][:trials]:
+        T = int(torch.randint(10, 40, (), generator=g))
+        s = _random_schedule(g, T)
+        t = int(torch.randint(1, T - 1, (), generator=g))
+        out.append((torch.randn(shape, generator=g), t, s, torch.randn(shape, generator=g)))
+    return out
+
+
+def _coef(values: Tensor, t: int) -> float:
+    return values[t].item()
+
+
+# ---------------------------------------------------------------- markov_step
+_MARKOV_MISTAKES = [
+    Mistake("beta_for_sqrt_beta",
+            lambda x, t, s, e: math.sqrt(1 - _coef(s.betas, t)) * x + _coef(s.betas, t) * e,
+            "the noise is scaled by β_t, but β_t is its *variance*: scale ε by its standard "
+            "deviation √β_t."),
+    Mistake("signal_not_shrunk",
+            lambda x, t, s, e: x + math.sqrt(_coef(s.betas, t)) * e,
+            "the signal is not shrunk: x_{t-1} needs the factor √(1-β_t). Without it the "
+            "variance grows by β_t at every step instead of staying at 1."),
+    Mistake("alpha_for_sqrt_alpha",
+            lambda x, t, s, e: (1 - _coef(s.betas, t)) * x + math.sqrt(_coef(s.betas, t)) * e,
+            "the signal is scaled by 1-β_t; the factor is its square root √(1-β_t), so that "
+            "signal and noise variances add up to 1."),
+    Mistake("alpha_bar_for_beta",
+            lambda x, t, s, e: math.sqrt(_coef(s.alpha_bars, t)) * x
+            + math.sqrt(1 - _coef(s.alpha_bars, t)) * e,
+            "you used ᾱ_t, the closed-form jump from x_0. One Markov step from x_{t-1} uses "
+            "only this step's β_t."),
+    Mistake("swapped",
+            lambda x, t, s, e: math.sqrt(_coef(s.betas, t)) * x + math.sqrt(1 - _coef(s.betas, t)) * e,
+            "signal and noise coefficients are swapped: x_{t-1} gets √(1-β_t), the noise gets √β_t."),
+    Mistake("t_off_by_one_low",
+            lambda x, t, s, e: markov_step(x, t - 1, s, e),
+            "you used β at index t-1. Steps are 0-based here: betas[t] is the β of step t."),
+    Mistake("t_off_by_one_high",
+            lambda x, t, s, e: markov_step(x, t + 1, s, e),
+            "you used β at index t+1. Steps are 0-based here: betas[t] is the β of step t."),
+    Mistake("noise_subtracted",
+            lambda x, t, s, e: math.sqrt(1 - _coef(s.betas, t)) * x - math.sqrt(_coef(s.betas, t)) * e,
+            "the noise is subtracted. -ε has the same distribution as ε, but use +√β_t·ε so your "
+            "result matches the noise you were given."),
+]
+
+
+def check_markov_step(fn: Callable[[Tensor, int, NoiseSchedule, Tensor], Tensor],
+                      seed: int | None = None) -> CheckResult:
+    """Check ``fn(x_prev, t, s, noise) -> x_t``, one step of q(x_t | x_{t-1}), t an int.
+
+    Lesson: notebooks/01_markov_noising.ipynb
+    """
+    return _check("markov_step", fn, markov_step, _MARKOV_MISTAKES, _noising_inputs(seed, 4))
+
+
+# ------------------------------------------------------------------- q_sample
+_Q_SAMPLE_MISTAKES = [
+    Mistake("alpha_for_alpha_bar",
+            lambda x, t, s, e: math.sqrt(_coef(s.alphas, t)) * x + math.sqrt(1 - _coef(s.alphas, t)) * e,
+            "you used α_t (one step's share of signal) where ᾱ_t belongs: the jump to step t "
+            "needs the product ᾱ_t = α_0·α_1·…·α_t (`s.alpha_bars[t]`)."),
+    Mistake("beta_for_one_minus_alpha_bar",
+            lambda x, t, s, e: math.sqrt(_coef(s.alpha_bars, t)) * x + math.sqrt(_coef(s.betas, t)) * e,
+            "the noise is scaled by √β_t, one step's noise. After t steps the noise variance "
+            "is 1-ᾱ_t: scale ε by √(1-ᾱ_t)."),
+    Mistake("no_sqrt_on_signal",
+            lambda x, t, s, e: _coef(s.alpha_bars, t) * x + math.sqrt(1 - _coef(s.alpha_bars, t)) * e,
+            "x_0 is scaled by ᾱ_t; the factor is √ᾱ_t (ᾱ_t is the signal's *variance*)."),
+    Mistake("no_sqrt_on_noise",
+            lambda x, t, s, e: math.sqrt(_coef(s.alpha_bars, t)) * x + (1 - _coef(s.alpha_bars, t)) * e,
+            "ε is scaled by 1-ᾱ_t, the noise *variance*; scale it by the standard deviation √(1-ᾱ_t)."),
+    Mistake("signal_not_shrunk",
+            lambda x, t, s, e: x + math.sqrt(1 - _coef(s.alpha_bars, t)) * e,
+            "x_0 is not shrunk: it needs the factor √ᾱ_t. Without it the variance grows to "
+            "1 + (1-ᾱ_t) and never becomes pure noise."),
+    Mistake("swapped",
+            lambda x, t, s, e: math.sqrt(1 - _coef(s.alpha_bars, t)) * x + math.sqrt(_coef(s.alpha_bars, t)) * e,
+            "signal and noise coefficients are swapped: x_0 gets √ᾱ_t, the noise gets √(1-ᾱ_t)."),
+    Mistake("t_off_by_one_low",
+            lambda x, t, s, e: q_sample(x, t - 1, s, e),
+            "you used ᾱ at index t-1. Steps are 0-based: alpha_bars[t] already includes step t."),
+    Mistake("t_off_by_one_high",
+            lambda x, t, s, e: q_sample(x, t + 1, s, e),
+            "you used ᾱ at index t+1. Steps are 0-based: alpha_bars[t] already includes step t."),
+]
+
+
+def check_q_sample(fn: Callable[[Tensor, int, NoiseSchedule, Tensor], Tensor],
+                   seed: int | None = None) -> CheckResult:
+    """Check ``fn(x0, t, s, noise) -> x_t``, the closed form q(x_t | x_0), t an int.
+
+    Lesson: notebooks/01_markov_noising.ipynb
+    """
+    return _check("q_sample", fn, q_sample, _Q_SAMPLE_MISTAKES, _noising_inputs(seed, 4))
+
+
+# ------------------------------------------------------------ cosine schedule
+def _cosine_alpha_bars_unclipped(T: int, s: float, square: bool = True, half_pi: bool = True) -> Tensor:
+    u = torch.linspace(0, 1, T + 1, dtype=torch.float64)
+    f = torch.cos((u + s) / (1 + s) * (math.pi / 2 if half_pi else math.pi))
+    f = f**2 if square else f
+    return f / f[0]
+
+
+def _betas_of(a: Tensor) -> Tensor:
+    return (1 - a[1:] / a[:-1]).clamp(max=0.999)
+
+
+_COSINE_MISTAKES = [
+    Mistake("not_clipped",
+            lambda T, s: (1 - (a := _cosine_alpha_bars_unclipped(T, s))[1:] / a[:-1]),
+            "the last β is 1 (ᾱ reaches 0 at t=T). Clip the betas at 0.999, as Nichol & Dhariwal "
+            "do, so the last step does not erase the signal by dividing by zero: `.clamp(max=0.999)`."),
+    Mistake("returned_alpha_bars",
+            lambda T, s: _cosine_alpha_bars_unclipped(T, s)[1:],
+            "you returned ᾱ_t. The schedule's betas come from ratios: β_t = 1 - ᾱ_t / ᾱ_{t-1}."),
+    Mistake("one_minus_alpha_bar",
+            lambda T, s: (1 - _cosine_alpha_bars_unclipped(T, s)[1:]).clamp(max=0.999),
+            "you returned 1-ᾱ_t, the *total* noise variance after t steps. Each step's β_t "
+            "is 1 - ᾱ_t / ᾱ_{t-1}."),
+    Mistake("no_square",
+            lambda T, s: _betas_of(_cosine_alpha_bars_unclipped(T, s, square=False)),
+            "f(t) is cos **squared**: f(t) = cos²(π/2 · (t/T + s)/(1 + s))."),
+    Mistake("pi_not_halved",
+            lambda T, s: _betas_of(_cosine_alpha_bars_unclipped(T, s, half_pi=False)),
+            "the angle runs from 0 to π/2, not to π: f(t) = cos²(**π/2** · (t/T + s)/(1 + s))."),
+    Mistake("offset_ignored",
+            lambda T, s: _betas_of(_cosine_alpha_bars_unclipped(T, 0.0)),
+            "the offset s is missing: (t/T + s)/(1 + s). Without it β_1 is tiny and the first "
+            "steps barely add noise."),
+]
+
+
+def check_cosine_schedule(fn: Callable[[int, float], Tensor], seed: int | None = None) -> CheckResult:
+    """Check ``fn(T, s) -> betas`` of shape (T,), the cosine schedule clipped at 0.999.
+
+    Lesson: notebooks/02_noise_schedules.ipynb
+    """
+    g = _generator(seed)
+    Ts = [1000, int(torch.randint(5, 60, (), generator=g)), int(torch.randint(100, 2000, (), generator=g))]
+    offsets = [0.008, 0.008, 0.02 + 0.1 * torch.rand((), generator=g).item()]
+    inputs = list(zip(Ts, offsets, strict=True))
+    # rtol 5e-4: a float32 implementation is right too, though its last betas (ᾱ near 0) are less
+    # exact; still tight enough to tell an unclipped last β of 1 from 0.999.
+    return _check("cosine_schedule", fn, cosine_betas, _COSINE_MISTAKES, inputs, rtol=5e-4)

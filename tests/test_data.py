@@ -1,0 +1,55 @@
+import pytest
+import torch
+
+from diffusion_lessons import data
+
+
+@pytest.mark.parametrize("name", sorted(data.TOY_2D))
+def test_toy_sets_fill_the_unit_square_and_are_repeatable(name):
+    x = data.toy_2d(name, n=500, seed=3)
+    assert x.shape == (500, 2) and x.dtype == torch.float32
+    assert x.abs().max().item() == pytest.approx(1.0)
+    torch.testing.assert_close(x, data.toy_2d(name, n=500, seed=3))
+    assert not torch.equal(x, data.toy_2d(name, n=500, seed=4))
+
+
+def test_gaussian_mixture_has_eight_modes():
+    x = data.toy_2d("gaussian_mixture", n=4000, noise=0.01)
+    angles = torch.atan2(x[:, 1], x[:, 0])
+    modes = torch.round(angles / (torch.pi / 4)).remainder(8).long()
+    assert modes.bincount(minlength=8).min() > 400  # every one of the 8 modes is populated
+
+
+def test_mnist5k_offline():
+    images, labels = data.mnist5k()
+    assert images.shape == (5000, 1, 28, 28) and images.dtype == torch.float32
+    assert images.min().item() == -1.0 and images.max().item() == 1.0
+    assert labels.bincount().tolist() == [500] * 10
+    threes, three_labels = data.mnist5k(digits=[3])
+    assert threes.shape == (500, 1, 28, 28) and (three_labels == 3).all()
+
+
+def test_sklearn_digits():
+    images, labels = data.sklearn_digits()
+    assert images.shape == (1797, 1, 8, 8)
+    assert images.min().item() == -1.0 and images.max().item() == 1.0
+    assert set(labels.tolist()) == set(range(10))
+
+
+def test_load_dataset_dispatches_by_name():
+    assert data.load_dataset("moons", n=10).shape == (10, 2)
+    images, _ = data.load_dataset("sklearn_digits", digits=[0, 1])
+    assert images.shape[1:] == (1, 8, 8)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: data.load_dataset("cifar10"), "dataset name must be one of"),
+    (lambda: data.toy_2d("spiral"), "name must be one of"),
+    (lambda: data.toy_2d("moons", n=0), "n must be a positive integer"),
+    (lambda: data.toy_2d("moons", noise=-1.0), "noise must be >= 0"),
+    (lambda: data.mnist5k(digits=[10]), r"digits must be a non-empty list of integers in \[0, 9\]"),
+    (lambda: data.sklearn_digits(digits=[]), "digits must be a non-empty list"),
+])
+def test_bad_input(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()

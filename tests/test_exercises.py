@@ -1,0 +1,163 @@
+"""Each checker accepts the reference and diagnoses every mistake it claims to know.
+
+The buggy functions below are written the way a learner would write them (indexing
+the schedule directly), independently of the checker's own list of mistakes.
+"""
+
+import math
+
+import pytest
+import torch
+
+from diffusion_lessons import exercises as ex
+from diffusion_lessons import markov_step, q_sample
+from diffusion_lessons.schedules import cosine_betas
+
+
+# ------------------------------------------------------------- markov_step
+def good_markov_step(x_prev, t, s, noise):
+    beta = s.betas[t]
+    return torch.sqrt(1 - beta) * x_prev + torch.sqrt(beta) * noise
+
+
+MARKOV_BUGS = {
+    "beta_for_sqrt_beta": lambda x, t, s, e: (1 - s.betas[t]) ** 0.5 * x + s.betas[t] * e,
+    "signal_not_shrunk": lambda x, t, s, e: x + s.betas[t] ** 0.5 * e,
+    "alpha_for_sqrt_alpha": lambda x, t, s, e: s.alphas[t] * x + s.betas[t].sqrt() * e,
+    "alpha_bar_for_beta": lambda x, t, s, e: s.alpha_bars[t].sqrt() * x + (1 - s.alpha_bars[t]).sqrt() * e,
+    "swapped": lambda x, t, s, e: s.betas[t].sqrt() * x + s.alphas[t].sqrt() * e,
+    "t_off_by_one_low": lambda x, t, s, e: s.alphas[t - 1].sqrt() * x + s.betas[t - 1].sqrt() * e,
+    "t_off_by_one_high": lambda x, t, s, e: s.alphas[t + 1].sqrt() * x + s.betas[t + 1].sqrt() * e,
+    "noise_subtracted": lambda x, t, s, e: s.alphas[t].sqrt() * x - s.betas[t].sqrt() * e,
+}
+
+
+# --------------------------------------------------------------- q_sample
+def good_q_sample(x0, t, s, noise):
+    a = s.alpha_bars[t]
+    return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+
+Q_BUGS = {
+    "alpha_for_alpha_bar": lambda x, t, s, e: s.alphas[t].sqrt() * x + (1 - s.alphas[t]).sqrt() * e,
+    "beta_for_one_minus_alpha_bar": lambda x, t, s, e: s.alpha_bars[t].sqrt() * x + s.betas[t].sqrt() * e,
+    "no_sqrt_on_signal": lambda x, t, s, e: s.alpha_bars[t] * x + (1 - s.alpha_bars[t]).sqrt() * e,
+    "no_sqrt_on_noise": lambda x, t, s, e: s.alpha_bars[t].sqrt() * x + (1 - s.alpha_bars[t]) * e,
+    "signal_not_shrunk": lambda x, t, s, e: x + (1 - s.alpha_bars[t]).sqrt() * e,
+    "swapped": lambda x, t, s, e: (1 - s.alpha_bars[t]).sqrt() * x + s.alpha_bars[t].sqrt() * e,
+    "t_off_by_one_low": lambda x, t, s, e: s.alpha_bars[t - 1].sqrt() * x + (1 - s.alpha_bars[t - 1]).sqrt() * e,
+    "t_off_by_one_high": lambda x, t, s, e: s.alpha_bars[t + 1].sqrt() * x + (1 - s.alpha_bars[t + 1]).sqrt() * e,
+}
+
+
+# ------------------------------------------------------------------ cosine
+def good_cosine_float32(T, s=0.008):
+    """A learner's version in float32 with numpy-style steps: must pass too."""
+    t = torch.arange(T + 1, dtype=torch.float32)
+    f = torch.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2
+    alpha_bar = f / f[0]
+    return torch.clip(1 - alpha_bar[1:] / alpha_bar[:-1], max=0.999)
+
+
+def _cos_f(T, s, power=2, angle=math.pi / 2):
+    t = torch.arange(T + 1, dtype=torch.float64)
+    f = torch.cos((t / T + s) / (1 + s) * angle) ** power
+    return f / f[0]
+
+
+COSINE_BUGS = {
+    "not_clipped": lambda T, s=0.008: 1 - _cos_f(T, s)[1:] / _cos_f(T, s)[:-1],
+    "returned_alpha_bars": lambda T, s=0.008: _cos_f(T, s)[1:],
+    "one_minus_alpha_bar": lambda T, s=0.008: torch.clip(1 - _cos_f(T, s)[1:], max=0.999),
+    "no_square": lambda T, s=0.008: torch.clip(1 - _cos_f(T, s, 1)[1:] / _cos_f(T, s, 1)[:-1], max=0.999),
+    "pi_not_halved": lambda T, s=0.008: torch.clip(
+        1 - _cos_f(T, s, angle=math.pi)[1:] / _cos_f(T, s, angle=math.pi)[:-1], max=0.999),
+    "offset_ignored": lambda T, s=0.008: torch.clip(1 - _cos_f(T, 0)[1:] / _cos_f(T, 0)[:-1], max=0.999),
+}
+
+CASES = [
+    (ex.check_markov_step, markov_step, good_markov_step, MARKOV_BUGS, ex._MARKOV_MISTAKES),
+    (ex.check_q_sample, q_sample, good_q_sample, Q_BUGS, ex._Q_SAMPLE_MISTAKES),
+    (ex.check_cosine_schedule, cosine_betas, good_cosine_float32, COSINE_BUGS, ex._COSINE_MISTAKES),
+]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, None])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c[0].__name__)
+def test_reference_and_a_learner_solution_pass(case, seed):
+    check, reference, learner, *_ = case
+    for fn in (reference, learner):
+        result = check(fn, seed=seed)
+        assert result.passed and bool(result), result
+        assert repr(result).startswith("✅")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, None])
+@pytest.mark.parametrize(
+    "check, name, bug",
+    [(c[0], name, bug) for c in CASES for name, bug in c[3].items()],
+    ids=lambda v: v if isinstance(v, str) else getattr(v, "__name__", ""),
+)
+def test_each_mistake_is_diagnosed(check, name, bug, seed):
+    result = check(bug, seed=seed)
+    assert not result.passed and result.status == "failed"
+    assert result.mistake == name, result
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c[0].__name__)
+def test_every_claimed_mistake_has_a_test(case):
+    *_, bugs, claimed = case
+    assert {m.name for m in claimed} == set(bugs)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c[0].__name__)
+def test_unimplemented_broken_and_unknown_answers(case):
+    check = case[0]
+
+    def not_yet(*args):
+        raise NotImplementedError()
+
+    result = check(not_yet)
+    assert result.status == "not implemented" and "not implemented yet" in result.message
+
+    def crashes(*args):
+        return args[0] @ torch.zeros(7, 7)
+
+    result = check(crashes)
+    assert result.status == "error" and "raised" in result.message
+
+    result = check(lambda *args: None)
+    assert result.status == "failed" and "returned None" in result.message
+
+    def unknown(*args):
+        return 1.01 * case[1](*args) + 0.3
+
+    result = check(unknown)
+    assert result.status == "failed" and result.mistake is None and "differs" in result.message
+
+
+def test_wrong_shape_is_named():
+    result = ex.check_cosine_schedule(lambda T, s=0.008: cosine_betas(T + 1, s))
+    assert not result and "shape" in result.message
+    result = ex.check_q_sample(lambda x, t, s, e: q_sample(x, t, s, e).sum(0))
+    assert not result and "shape" in result.message
+
+
+def test_checker_does_not_touch_the_global_rng():
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    ex.check_q_sample(q_sample)
+    torch.testing.assert_close(torch.rand(3), expected)
+
+
+def test_checker_wants_a_function():
+    with pytest.raises(ValueError, match="pass your function itself"):
+        ex.check_q_sample(q_sample(torch.zeros(2, 2), 0, ex.NoiseSchedule.linear()))
+
+
+def test_cosine_tolerance_separates_float32_learners_from_an_unclipped_beta():
+    """The tightest call the cosine checker makes, over many random draws of T and s."""
+    for seed in range(40):
+        assert ex.check_cosine_schedule(good_cosine_float32, seed=seed)
+        assert ex.check_cosine_schedule(COSINE_BUGS["not_clipped"], seed=seed).mistake == "not_clipped"

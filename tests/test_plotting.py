@@ -1,0 +1,63 @@
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from diffusion_lessons import NoiseSchedule, plotting, toy_2d
+
+S = NoiseSchedule.linear(T=100)
+
+
+def _titled(fig: Figure) -> bool:
+    return bool(fig._suptitle and fig._suptitle.get_text()) or all(ax.get_title() for ax in fig.axes)
+
+
+def test_image_grid_layout_and_labels(gen):
+    images = torch.rand(10, 1, 8, 8, generator=gen) * 2 - 1
+    fig = plotting.image_grid(images, ncols=4, title="ten digits", row_labels=["a", "b", "c"])
+    assert isinstance(fig, Figure) and len(fig.axes) == 12  # 3 rows of 4; the last two blank
+    assert sum(len(ax.images) > 0 for ax in fig.axes) == 10
+    assert [fig.axes[4 * r].get_ylabel() for r in range(3)] == ["a", "b", "c"]
+    rgb = plotting.image_grid(torch.rand(2, 3, 4, 4, generator=gen), title="colour")
+    assert rgb.axes[0].images[0].get_array().shape == (4, 4, 3)
+
+
+def test_noising_strip_columns_are_timesteps(gen):
+    x0 = torch.rand(2, 1, 8, 8, generator=gen) * 2 - 1
+    ts = [0, 10, 50, 99]
+    fig = plotting.noising_strip(x0, S, ts, generator=gen)
+    assert len(fig.axes) == 8 and _titled(fig)
+    assert [ax.get_title().split("\n")[0] for ax in fig.axes[:4]] == [f"t={t}" for t in ts]
+    # the same image in a row, noisier to the right: the last column is far from x0
+    first, last = fig.axes[0].images[0].get_array(), fig.axes[3].images[0].get_array()
+    clean = (x0[0, 0].numpy() + 1) / 2
+    assert abs(first - clean).mean() < abs(last - clean).mean()
+    assert len(plotting.noising_strip(x0[0], S, ts).axes) == 4  # one (C, H, W) image
+
+
+def test_noising_clouds_and_histograms(gen):
+    fig = plotting.noising_clouds(toy_2d("moons", n=200), S, [0, 50, 99], generator=gen)
+    assert len(fig.axes) == 3 and _titled(fig)
+    assert fig.axes[0].get_xlabel() and fig.axes[0].get_ylabel()
+    fig = plotting.compare_histograms({"a": torch.randn(100), "b": torch.randn(100)}, "two", normal=(0.0, 1.0))
+    ax = fig.axes[0]
+    assert ax.get_title() == "two" and ax.get_xlabel() and ax.get_ylabel() == "density"
+    assert len(ax.get_legend().get_texts()) == 3
+
+
+def test_schedule_curves_one_line_per_schedule():
+    fig = plotting.schedule_curves([NoiseSchedule.linear(), NoiseSchedule.cosine(T=500)], relative=True)
+    assert len(fig.axes) == 3
+    for ax in fig.axes:
+        assert len(ax.lines) == 2 and ax.get_title() and ax.get_xlabel() == "t / T"
+    assert fig.axes[0].get_yscale() == "log"
+    fig = plotting.schedule_curves({"mine": S}, curves=["alpha_bars"])
+    assert fig.axes[0].get_legend().get_texts()[0].get_text() == "mine"
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match=r"images must be a tensor of shape \(N, 1 or 3, H, W\)"):
+        plotting.image_grid(torch.zeros(4, 2, 8, 8))
+    with pytest.raises(ValueError, match=r"points must have shape \(N, 2\)"):
+        plotting.noising_clouds(torch.zeros(5, 3), S, [0])
+    with pytest.raises(ValueError, match="curves must be chosen from"):
+        plotting.schedule_curves([S], curves=["sigma"])
