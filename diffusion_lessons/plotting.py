@@ -4,7 +4,9 @@ Lesson: notebooks/01_markov_noising.ipynb
 
 Every function returns a ``matplotlib.figure.Figure`` built without pyplot, so a
 notebook shows it exactly once (when it is the cell's value) and nothing leaks
-between cells. Images are (N, C, H, W) tensors in [-1, 1], as ``data`` gives them.
+between cells. Importing this module inside IPython registers the PNG display of
+Figures (what ``%matplotlib inline`` would do), so no magic is needed in the lessons.
+Images are (N, C, H, W) tensors in [-1, 1], as ``data`` gives them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,21 @@ from torch import Tensor
 
 from .noising import q_sample
 from .schedules import NoiseSchedule
+
+
+def _display_figures_as_png() -> None:
+    """In IPython, show a Figure that is a cell's value as a PNG, without pyplot."""
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import select_figure_formats
+    except ImportError:  # no IPython: nothing to display to
+        return
+    shell = get_ipython()
+    if shell is not None:
+        select_figure_formats(shell, {"png"})
+
+
+_display_figures_as_png()
 
 __all__ = [
     "cloud_panels",
@@ -141,16 +158,11 @@ def noising_clouds(
     """
     if points.ndim != 2 or points.shape[1] != 2:
         raise ValueError(f"points must have shape (N, 2), got {tuple(points.shape)}")
-    noise = torch.randn(points.shape, generator=generator)
-    fig = Figure(figsize=(2.3 * len(ts), 2.8), layout="constrained")
-    axes = fig.subplots(1, len(ts), squeeze=False)[0]
-    ring = np.linspace(0, 2 * np.pi, 200)
-    for ax, t, label in zip(axes, ts, _labels_for(ts, s), strict=True):
-        _draw_cloud(ax, q_sample(points, t, s, noise), label.replace("\n", "  "), lim)
-        ax.plot(2 * np.cos(ring), 2 * np.sin(ring), "k--", lw=0.8)
-    axes[0].set_ylabel("$x_2$")
-    fig.suptitle(title or f"A 2-D data set under the {s.name} schedule; dashed: 2σ of N(0, I)")
-    return fig
+    noise = torch.randn(points.shape, generator=generator, dtype=points.dtype)  # the same ε in every panel
+    labels = [label.replace("\n", "  ") for label in _labels_for(ts, s)]
+    clouds = {label: q_sample(points, t, s, noise) for t, label in zip(ts, labels, strict=True)}
+    title = title or f"A 2-D data set under the {s.name} schedule; dashed: 2σ of N(0, I)"
+    return cloud_panels(clouds, title, lim)
 
 
 def cloud_panels(clouds: Mapping[str, Tensor], title: str, lim: float = 3.0, ring: bool = True) -> Figure:
@@ -178,9 +190,9 @@ def cloud_panels(clouds: Mapping[str, Tensor], title: str, lim: float = 3.0, rin
 
 
 _CURVES = {
-    "betas": ("β_t (noise added at step t)", "log"),
-    "alpha_bars": ("ᾱ_t (signal variance left)", "linear"),
-    "log_snr": ("log SNR(t) = log ᾱ_t/(1-ᾱ_t)", "linear"),
+    "betas": ("β_t (noise added at step t)", "β_t", "log"),
+    "alpha_bars": ("ᾱ_t (signal variance left)", "ᾱ_t", "linear"),
+    "log_snr": ("log SNR(t) = log ᾱ_t/(1-ᾱ_t)", "log SNR", "linear"),
 }
 
 
@@ -204,12 +216,13 @@ def schedule_curves(
     fig = Figure(figsize=(4.2 * len(curves), 3.4), layout="constrained")
     axes = fig.subplots(1, len(curves), squeeze=False)[0]
     for ax, c in zip(axes, curves, strict=True):
-        label, yscale = _CURVES[c]
+        label, ylabel, yscale = _CURVES[c]
         for name, sc in items:
             x = torch.arange(sc.T) / sc.T if relative else torch.arange(sc.T)
             ax.plot(x, getattr(sc, c), label=name)
         ax.set_yscale(yscale)
         ax.set_title(label, fontsize=10)
+        ax.set_ylabel(ylabel)
         ax.set_xlabel("t / T" if relative else "step t")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)

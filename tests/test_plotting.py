@@ -44,11 +44,21 @@ def test_noising_clouds_and_histograms(gen):
     assert len(ax.get_legend().get_texts()) == 3
 
 
+def test_cloud_panels_one_panel_per_cloud(gen):
+    clouds = {"data": toy_2d("moons", n=100), "noised": torch.randn(100, 2, generator=gen)}
+    fig = plotting.cloud_panels(clouds, "two clouds", ring=False)
+    assert [ax.get_title() for ax in fig.axes] == ["data", "noised"] and fig._suptitle.get_text() == "two clouds"
+    assert all(len(ax.collections) == 1 and not ax.lines for ax in fig.axes)
+    assert len(plotting.cloud_panels(clouds, "ringed").axes[0].lines) == 1
+    with pytest.raises(ValueError, match=r"each cloud must have shape \(N, 2\), got \(100, 3\) for 'bad'"):
+        plotting.cloud_panels({"bad": torch.zeros(100, 3)}, "x")
+
+
 def test_schedule_curves_one_line_per_schedule():
     fig = plotting.schedule_curves([NoiseSchedule.linear(), NoiseSchedule.cosine(T=500)], relative=True)
     assert len(fig.axes) == 3
     for ax in fig.axes:
-        assert len(ax.lines) == 2 and ax.get_title() and ax.get_xlabel() == "t / T"
+        assert len(ax.lines) == 2 and ax.get_title() and ax.get_ylabel() and ax.get_xlabel() == "t / T"
     assert fig.axes[0].get_yscale() == "log"
     fig = plotting.schedule_curves({"mine": S}, curves=["alpha_bars"])
     assert fig.axes[0].get_legend().get_texts()[0].get_text() == "mine"
@@ -61,3 +71,14 @@ def test_bad_input():
         plotting.noising_clouds(torch.zeros(5, 3), S, [0])
     with pytest.raises(ValueError, match="curves must be chosen from"):
         plotting.schedule_curves([S], curves=["sigma"])
+
+
+def test_a_figure_as_a_cells_value_displays_as_png_without_magics():
+    """Lessons rely on it: no %matplotlib inline, the Figure is shown exactly once, as a PNG."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    cell = "import torch\nfrom diffusion_lessons import plotting\n" "plotting.image_grid(torch.zeros(2, 1, 4, 4))"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)])
+    nbclient.NotebookClient(nb, timeout=60, kernel_name="python3").execute()
+    outputs = nb.cells[0].outputs
+    assert len(outputs) == 1 and "image/png" in outputs[0]["data"], outputs
