@@ -33,8 +33,15 @@ def _display_figures_as_png() -> None:
     except ImportError:  # no IPython: nothing to display to
         return
     shell = get_ipython()
-    if shell is not None:
-        select_figure_formats(shell, {"png"})
+    if shell is None:
+        return
+    for formatter in shell.display_formatter.formatters.values():
+        try:
+            formatter.lookup_by_type(Figure)
+            return  # the user (or %matplotlib inline) already chose how Figures display
+        except KeyError:
+            pass
+    select_figure_formats(shell, {"png"})
 
 
 _display_figures_as_png()
