@@ -20,12 +20,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .noising import markov_step, q_sample
 from .schedules import NoiseSchedule, cosine_betas
 
-__all__ = ["CheckResult", "check_cosine_schedule", "check_markov_step", "check_q_sample"]
+__all__ = [
+    "CheckResult",
+    "check_cosine_schedule",
+    "check_diffusion_loss",
+    "check_markov_step",
+    "check_q_sample",
+    "check_sinusoidal_embedding",
+]
 
 _ICONS = {"passed": "✅", "failed": "❌", "not implemented": "⏳", "error": "💥"}
 
@@ -287,3 +295,157 @@ def check_cosine_schedule(fn: Callable[[int, float], Tensor], seed: int | None =
     # rtol 5e-4: a float32 implementation is right too, though its last betas (ᾱ near 0) are less
     # exact; still tight enough to tell an unclipped last β of 1 from 0.999.
     return _check("cosine_schedule", fn, cosine_betas, _COSINE_MISTAKES, inputs, rtol=5e-4)
+
+
+# ------------------------------------------------------ sinusoidal embedding
+def _embedding(t: Tensor, dim: int, period: float = 10_000.0, denom: str = "half", sign: float = -1.0,
+               order: str = "sin_cos", use_t: bool = True) -> Tensor:
+    half = dim // 2
+    i = torch.arange(half, dtype=torch.float64)
+    freqs = torch.exp(sign * math.log(period) * i / (half if denom == "half" else dim))
+    angles = (t.double()[:, None] if use_t else torch.ones(len(t), 1, dtype=torch.float64)) * freqs[None]
+    sin, cos = angles.sin(), angles.cos()
+    if order == "interleaved":
+        return torch.stack([sin, cos], dim=2).reshape(len(t), dim)
+    return torch.cat([sin, cos] if order == "sin_cos" else [cos, sin], dim=1)
+
+
+_EMBEDDING_MISTAKES = [
+    Mistake("cos_first", lambda t, d: _embedding(t, d, order="cos_sin"),
+            "the halves are in the other order: this course puts the sines first, then the cosines "
+            "(`torch.cat([sin, cos], dim=1)`). Either order works in a network, but the checker (and "
+            "the package) use sines first."),
+    Mistake("interleaved", lambda t, d: _embedding(t, d, order="interleaved"),
+            "you interleaved sin and cos (sin, cos, sin, cos, ...), as the Transformer paper writes it. "
+            "That works too, but this course concatenates: all the sines, then all the cosines."),
+    Mistake("positive_exponent", lambda t, d: _embedding(t, d, sign=1.0),
+            "the frequencies grow instead of shrinking: ω_i = 10000^(-i/(dim/2)) has a *minus* sign, so "
+            "they run from 1 down to about 1/10000 and the slow ones tell far-apart steps apart."),
+    Mistake("divided_by_dim", lambda t, d: _embedding(t, d, denom="dim"),
+            "the exponent is divided by dim; divide by dim/2, the number of frequencies, so the lowest "
+            "frequency reaches 1/10000 (the paper's 2i/d is the same thing as i/(d/2))."),
+    Mistake("t_not_multiplied", lambda t, d: _embedding(t, d, use_t=False),
+            "the angles do not depend on t: multiply each frequency by the step, angle = t · ω_i."),
+    Mistake("period_1000", lambda t, d: _embedding(t, d, period=1000.0),
+            "the longest period is 10000, not 1000: ω_i = 10000^(-i/(dim/2))."),
+]
+
+
+def check_sinusoidal_embedding(fn: Callable[[Tensor, int], Tensor], seed: int | None = None) -> CheckResult:
+    """Check ``fn(t, dim) -> (B, dim)``: sines then cosines of t · ω_i, ω_i = 10000^(-i/(dim/2)).
+
+    Lesson: notebooks/03_unet.ipynb
+    """
+    from .unet import sinusoidal_embedding
+
+    g = _generator(seed)
+    inputs = [(torch.randint(0, 1000, (8,), generator=g), dim) for dim in (16, 32, 128)]
+    return _check("sinusoidal_embedding", fn, sinusoidal_embedding, _EMBEDDING_MISTAKES, inputs, rtol=1e-3)
+
+
+# ------------------------------------------------------------ diffusion loss
+class _SpyModel(torch.nn.Module):
+    """Stands in for ε_θ: records what it is called with and answers a fixed random tensor."""
+
+    def __init__(self, answer: Tensor):
+        super().__init__()
+        self.answer = answer
+        self.calls: list[tuple[Tensor, object]] = []
+
+    def forward(self, x: Tensor, t: object = None, y: object = None) -> Tensor:
+        self.calls.append((x.detach().clone(), t))
+        return self.answer
+
+
+def _loss_result(status: str, message: str, mistake: str | None = None) -> CheckResult:
+    return CheckResult("diffusion_loss", status, message, mistake)
+
+
+def check_diffusion_loss(fn: Callable[[torch.nn.Module, Tensor, NoiseSchedule], Tensor],
+                         seed: int | None = None) -> CheckResult:
+    """Check ``fn(model, x0, s) -> loss``, the DDPM objective with its own random t and ε.
+
+    The checker hands ``fn`` a stand-in model that records its inputs, works out from
+    them which noise ``fn`` drew, and so can tell which target and which noise level
+    ``fn`` used. Lesson: notebooks/04_training.ipynb
+    """
+    if not callable(fn):
+        raise ValueError(f"pass your function itself to the checker, got {type(fn).__name__}")
+    g = _generator(seed)
+    s = NoiseSchedule.linear()
+    x0 = torch.rand(64, 1, 8, 8, generator=g) * 2 - 1  # (B, 1, 8, 8) images in [-1, 1]
+    spy = _SpyModel(torch.randn(x0.shape, generator=g))
+    try:
+        loss = fn(spy, x0, s)
+    except NotImplementedError:
+        return _loss_result("not implemented", "not implemented yet: replace the `raise NotImplementedError()` "
+                            "line with your code, then run this cell again.")
+    except Exception as e:
+        where = traceback.extract_tb(e.__traceback__)[-1]
+        return _loss_result("error", f"your function raised {type(e).__name__}: {e} (line {where.lineno}).")
+    if loss is None:
+        return _loss_result("failed", "your function returned None: did you forget `return`?")
+    loss = torch.as_tensor(loss)
+    if loss.numel() != 1:
+        return _loss_result("failed", f"the loss must be one number (a mean over the batch), got shape "
+                            f"{tuple(loss.shape)}: use `F.mse_loss` or `.mean()`.")
+    if len(spy.calls) != 1:
+        return _loss_result("failed", f"call the model exactly once, got {len(spy.calls)} calls.")
+    x_in, t = spy.calls[0]
+    if t is None:
+        return _loss_result("failed", "the model never saw t: call `model(x_t, t)`. Without the step, the "
+                            "network cannot know how much noise to remove.", "t_not_passed")
+    if not isinstance(t, Tensor) or t.shape != (x0.shape[0],) or t.is_floating_point():
+        return _loss_result("failed", f"t must be a LongTensor of shape ({x0.shape[0]},), one step per image, "
+                            f"got {type(t).__name__} {tuple(getattr(t, 'shape', ()))}.", "t_shape")
+    if (t < 0).any() or (t >= s.T).any():
+        return _loss_result("failed", f"t must be in [0, {s.T - 1}]: use `torch.randint(0, s.T, (B,))`.")
+    if (t == t[0]).all():
+        return _loss_result("failed", "every image got the same t. Draw one step per image, "
+                            "`torch.randint(0, s.T, (B,))`, so each batch trains all noise levels.", "constant_t")
+    if x_in.shape != x0.shape:
+        return _loss_result("failed", f"the model input must be shaped like x0 {tuple(x0.shape)}, "
+                            f"got {tuple(x_in.shape)}.")
+    if torch.allclose(x_in, x0):
+        return _loss_result("failed", "the model was fed the clean image x0. Feed it the noised x_t = "
+                            "q_sample(x0, t, s, noise): the network learns to find the noise in x_t.", "clean_input")
+    pred = spy.answer.double()
+
+    def implied_noise(signal: Tensor, noise_scale: Tensor, data: Tensor) -> Tensor:
+        # solve x_in = signal·data + noise_scale·ε for ε
+        shape = (-1, 1, 1, 1)
+        return (x_in.double() - signal.reshape(shape) * data.double()) / noise_scale.reshape(shape)
+
+    a = s.alpha_bars.double()
+    hypotheses = [  # (name, ε that fn must have drawn if this is what it did, message or None if right)
+        ("right", implied_noise(a[t].sqrt(), (1 - a[t]).sqrt(), x0), None),
+        ("reversed_t", implied_noise(a[s.T - 1 - t].sqrt(), (1 - a[s.T - 1 - t]).sqrt(), x0),
+         "the noise level runs the wrong way: x_t was made with ᾱ[T-1-t], so a small t gets almost pure "
+         "noise and a large t almost none, while the model is told t. Use `s.alpha_bars[t]`."),
+        ("noise_and_data_swapped", implied_noise((1 - a[t]).sqrt(), a[t].sqrt(), x0),
+         "noise and image are swapped in x_t: it must be √ᾱ_t·x0 + √(1-ᾱ_t)·ε (check the order of "
+         "the arguments of q_sample: `q_sample(x0, t, s, noise)`)."),
+        ("alpha_for_alpha_bar", implied_noise(s.alphas.double()[t].sqrt(), (1 - s.alphas.double()[t]).sqrt(), x0),
+         "x_t was made with α_t (one step) instead of ᾱ_t: use `dl.q_sample`, which jumps to step t."),
+    ]
+    for name, eps, message in hypotheses:
+        if not (eps.mean().abs() < 0.1 and (eps.std() - 1).abs() < 0.1):
+            continue  # fn did not draw a standard normal under this hypothesis
+        targets = {"eps": eps, "x0": x0.double(), "x_t": x_in.double()}
+        got = {k: F.mse_loss(pred, v).item() for k, v in targets.items()}
+        matches = [k for k, v in got.items() if math.isclose(v, loss.item(), rel_tol=1e-3, abs_tol=1e-6)]
+        if name == "right" and matches == ["eps"]:
+            return _loss_result("passed", "correct: random t per image, x_t from q_sample, and the noise as target.")
+        if message is not None:
+            return _loss_result("failed", message, name)
+        if "x0" in matches:
+            return _loss_result("failed", "the target is the clean image x0. In the ε-objective the network "
+                                "predicts the *noise* ε that was added: compare its output with `noise`.",
+                                "target_x0")
+        if "x_t" in matches:
+            return _loss_result("failed", "the target is x_t, the network's own input. Compare its output with "
+                                "the noise ε that made x_t.", "target_x_t")
+        return _loss_result("failed", "x_t is made right, but the loss is not the mean squared error between "
+                            "the model's output and the noise: use `F.mse_loss(model(x_t, t), noise)`.")
+    return _loss_result("failed", "the model's input is not x0 noised with a standard normal ε at the steps t "
+                        "it was given. Make it with `dl.q_sample(x0, t, s, noise)`, noise = torch.randn_like(x0).")

@@ -22,7 +22,15 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-__all__ = ["MLPDenoiser", "UNet", "UNetConfig", "count_parameters", "sinusoidal_embedding"]
+__all__ = [
+    "MLPDenoiser",
+    "UNet",
+    "UNetConfig",
+    "count_parameters",
+    "parameter_table",
+    "shape_trace",
+    "sinusoidal_embedding",
+]
 
 
 def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> Tensor:
@@ -313,3 +321,67 @@ class MLPDenoiser(nn.Module):
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def shape_trace(
+    model: UNet, x: Tensor, t: Tensor, y: Tensor | None = None
+) -> list[tuple[str, tuple[int, ...], tuple[int, ...]]]:
+    """Run ``model`` once and return (stage, input shape, output shape) for every stage, in order.
+
+    Stages are the stem, each residual block (with its attention, if any), each down- and
+    upsampling, the middle, and the output. An up block's input shows the skip concatenated
+    on the channels. Lesson 03 prints this as its shape trace.
+
+    Lesson: notebooks/03_unet.ipynb
+    """
+    stages: list[tuple[str, nn.Module, nn.Module]] = [("stem", model.stem, model.stem)]  # (name, first, last)
+
+    def blocks(prefix: str, level: Level) -> None:
+        for j, (block, attn) in enumerate(zip(level.blocks, level.attention, strict=True)):
+            plain = isinstance(attn, nn.Identity)
+            stages.append((f"{prefix} block {j}" + ("" if plain else " + attention"), block, block if plain else attn))
+
+    for i, (level, down) in enumerate(zip(model.down, model.downsample, strict=True)):
+        blocks(f"down {i}", level)
+        if not isinstance(down, nn.Identity):
+            stages.append((f"downsample {i}", down, down))
+    stages += [("middle block 1", model.mid1, model.mid1), ("middle attention", model.mid_attn, model.mid_attn),
+               ("middle block 2", model.mid2, model.mid2)]
+    for i, (level, up) in enumerate(zip(model.up, model.upsample, strict=True)):
+        blocks(f"up {i}", level)
+        if not isinstance(up, nn.Identity):
+            stages.append((f"upsample {i}", up, up))
+    stages.append(("output", model.out_norm, model.out))
+
+    inputs: dict[str, tuple[int, ...]] = {}
+    trace: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = []
+    handles = []
+    for name, first, last in stages:
+        handles.append(first.register_forward_pre_hook(
+            lambda _m, args, name=name: inputs.__setitem__(name, tuple(args[0].shape))))
+        handles.append(last.register_forward_hook(
+            lambda _m, _args, out, name=name: trace.append((name, inputs[name], tuple(out.shape)))))
+    try:
+        with torch.no_grad():
+            model(x, t, y)
+    finally:
+        for h in handles:
+            h.remove()
+    return trace
+
+
+def parameter_table(model: UNet) -> list[tuple[str, int]]:
+    """Trainable parameters per part of the U-Net, in the order data flows through it.
+
+    Lesson: notebooks/03_unet.ipynb
+    """
+    parts = [
+        ("time embedding MLP", [model.time_mlp]),
+        ("label embedding", [model.label_emb] if model.label_emb is not None else []),
+        ("stem", [model.stem]),
+        ("down path", [model.down, model.downsample]),
+        ("middle", [model.mid1, model.mid_attn, model.mid2]),
+        ("up path", [model.up, model.upsample]),
+        ("output", [model.out_norm, model.out]),
+    ]
+    return [(name, sum(count_parameters(m) for m in modules)) for name, modules in parts]

@@ -8,10 +8,13 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
+import diffusion_lessons as dl
 from diffusion_lessons import exercises as ex
 from diffusion_lessons import markov_step, q_sample
 from diffusion_lessons.schedules import cosine_betas
+from diffusion_lessons.unet import sinusoidal_embedding
 
 
 # ------------------------------------------------------------- markov_step
@@ -75,10 +78,34 @@ COSINE_BUGS = {
     "offset_ignored": lambda T, s=0.008: torch.clip(1 - _cos_f(T, 0)[1:] / _cos_f(T, 0)[:-1], max=0.999),
 }
 
+# ------------------------------------------------------ sinusoidal embedding
+def good_embedding(t, dim):
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000) * torch.arange(half) / half)
+    angles = t[:, None].float() * freqs[None, :]
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
+
+
+def _angles(t, dim, base=10000.0, denom=None, sign=-1):
+    half = dim // 2
+    freqs = base ** (sign * torch.arange(half, dtype=torch.float64) / (denom or half))
+    return t[:, None].double() * freqs[None, :]
+
+
+EMBEDDING_BUGS = {
+    "cos_first": lambda t, d: torch.cat([_angles(t, d).cos(), _angles(t, d).sin()], 1),
+    "interleaved": lambda t, d: torch.stack([_angles(t, d).sin(), _angles(t, d).cos()], -1).flatten(1),
+    "positive_exponent": lambda t, d: torch.cat([_angles(t, d, sign=1).sin(), _angles(t, d, sign=1).cos()], 1),
+    "divided_by_dim": lambda t, d: torch.cat([_angles(t, d, denom=d).sin(), _angles(t, d, denom=d).cos()], 1),
+    "t_not_multiplied": lambda t, d: torch.cat([_angles(torch.ones_like(t), d).sin(),
+                                                _angles(torch.ones_like(t), d).cos()], 1),
+    "period_1000": lambda t, d: torch.cat([_angles(t, d, base=1000.0).sin(), _angles(t, d, base=1000.0).cos()], 1),
+}
 CASES = [
     (ex.check_markov_step, markov_step, good_markov_step, MARKOV_BUGS, ex._MARKOV_MISTAKES),
     (ex.check_q_sample, q_sample, good_q_sample, Q_BUGS, ex._Q_SAMPLE_MISTAKES),
     (ex.check_cosine_schedule, cosine_betas, good_cosine_float32, COSINE_BUGS, ex._COSINE_MISTAKES),
+    (ex.check_sinusoidal_embedding, sinusoidal_embedding, good_embedding, EMBEDDING_BUGS, ex._EMBEDDING_MISTAKES),
 ]
 
 
@@ -161,3 +188,68 @@ def test_cosine_tolerance_separates_float32_learners_from_an_unclipped_beta():
     for seed in range(40):
         assert ex.check_cosine_schedule(good_cosine_float32, seed=seed)
         assert ex.check_cosine_schedule(COSINE_BUGS["not_clipped"], seed=seed).mistake == "not_clipped"
+
+
+
+# ------------------------------------------------------------ diffusion loss
+def good_loss(model, x0, s):
+    t = torch.randint(0, s.T, (x0.shape[0],))
+    noise = torch.randn_like(x0)
+    return F.mse_loss(model(dl.q_sample(x0, t, s, noise), t), noise)
+
+
+def _loss_variant(target="noise", t_mode="random", feed="x_t", index=None, swap=False, alpha=False):
+    def my_loss(model, x0, s):
+        B = x0.shape[0]
+        t = torch.randint(0, s.T, (B,)) if t_mode == "random" else torch.full((B,), 500)
+        noise = torch.randn_like(x0)
+        coeffs = s.alphas if alpha else s.alpha_bars
+        a = coeffs[t if index is None else index(t, s)].reshape(-1, 1, 1, 1)
+        signal, noisy = (noise, x0) if swap else (x0, noise)
+        x_t = a.sqrt() * signal + (1 - a).sqrt() * noisy
+        x_in = x0 if feed == "x0" else x_t
+        pred = model(x_in) if t_mode == "missing" else model(x_in, t)
+        return F.mse_loss(pred, {"noise": noise, "x0": x0, "x_t": x_t}[target])
+
+    return my_loss
+
+
+LOSS_BUGS = {
+    "t_not_passed": _loss_variant(t_mode="missing"),
+    "constant_t": _loss_variant(t_mode="constant"),
+    "clean_input": _loss_variant(feed="x0"),
+    "target_x0": _loss_variant(target="x0"),
+    "target_x_t": _loss_variant(target="x_t"),
+    "reversed_t": _loss_variant(index=lambda t, s: s.T - 1 - t),
+    "noise_and_data_swapped": _loss_variant(swap=True),
+    "alpha_for_alpha_bar": _loss_variant(alpha=True),
+}
+
+
+@pytest.mark.parametrize("seed", [0, 1, None])
+def test_loss_checker_accepts_correct_losses(seed):
+    assert ex.check_diffusion_loss(good_loss, seed=seed)
+    assert ex.check_diffusion_loss(_loss_variant(), seed=seed)
+    from diffusion_lessons.training import diffusion_loss
+
+    assert ex.check_diffusion_loss(lambda m, x0, s: diffusion_loss(m, x0, s), seed=seed)
+
+
+@pytest.mark.parametrize("seed", [0, 1, None])
+@pytest.mark.parametrize("name", sorted(LOSS_BUGS))
+def test_loss_checker_names_each_mistake(name, seed):
+    result = ex.check_diffusion_loss(LOSS_BUGS[name], seed=seed)
+    assert not result and result.mistake == name, result
+
+
+def test_loss_checker_other_failures():
+    def not_yet(model, x0, s):
+        raise NotImplementedError()
+
+    assert ex.check_diffusion_loss(not_yet).status == "not implemented"
+    per_pixel = lambda m, x0, s: (m(x0 * 0.5, torch.randint(0, 1000, (64,))) - x0) ** 2
+    assert "one number" in ex.check_diffusion_loss(per_pixel).message
+    summed = lambda m, x0, s: good_loss(m, x0, s) * 4096
+    assert "mean squared error" in ex.check_diffusion_loss(summed).message
+    twice = lambda m, x0, s: good_loss(m, x0, s) + good_loss(m, x0, s)
+    assert "exactly once" in ex.check_diffusion_loss(twice).message
