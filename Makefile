@@ -34,8 +34,10 @@ lint: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
+# Notebooks run on the smoke budget here (DIFFUSION_LESSONS_BUDGET=smoke: short training);
+# cells whose output depends on the budget carry the tag nbval-ignore-output.
 nbval: $(STAMP)  ## execute every notebook and compare its outputs with the committed ones
-	MPLBACKEND=Agg $(BIN)/python -m pytest -q --nbval --nbval-current-env --nbval-cell-timeout=600 \
+	DIFFUSION_LESSONS_BUDGET=smoke MPLBACKEND=Agg $(BIN)/python -m pytest -q --nbval --nbval-current-env --nbval-cell-timeout=600 \
 		-p no:cacheprovider notebooks
 
 test: lint pytest nbval  ## everything CI runs

@@ -50,10 +50,12 @@ def _as_timesteps(t: int | Tensor, x: Tensor, s: NoiseSchedule, name: str = "t")
                 f"{name} must be an int or have shape ({batch},) to match x's batch, "
                 f"got shape {tuple(t.shape)}"
             )
-        if batch == 0:
-            return t.to(x.device, torch.long)
-        lo, hi = int(t.min()), int(t.max())
         t = t.to(x.device, torch.long)
+        if batch == 0 or t.device.type != "cpu":
+            # The range check reads values back to the host: on a GPU that would stall every
+            # training step, so it is done for CPU tensors only (a GPU index error still stops it).
+            return t
+        lo, hi = int(t.min()), int(t.max())
     else:
         raise ValueError(f"{name} must be an int or a LongTensor, got {type(t).__name__}")
     if lo < 0 or hi > s.T - 1:

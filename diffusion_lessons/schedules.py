@@ -167,6 +167,19 @@ class NoiseSchedule:
         for name, value in derived.items():
             object.__setattr__(self, name, value.to(torch.get_default_dtype()))
 
+    def to(self, device: torch.device | str) -> NoiseSchedule:
+        """The same schedule with every tensor on ``device`` (e.g. once, before a GPU training loop,
+        so no step copies the tables from the host)."""
+        moved = object.__new__(NoiseSchedule)
+        for f in self.__dataclass_fields__:
+            value = getattr(self, f)
+            object.__setattr__(moved, f, value.to(device) if isinstance(value, Tensor) else value)
+        return moved
+
+    @property
+    def device(self) -> torch.device:
+        return self.betas.device
+
     @property
     def T(self) -> int:
         """Number of diffusion steps."""

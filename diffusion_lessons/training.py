@@ -283,7 +283,7 @@ def train(
     dataset = _as_dataset(data, labels)
     if len(dataset) < config.batch_size:
         raise ValueError(f"the data set has {len(dataset)} examples, fewer than one batch ({config.batch_size})")
-    s = config.noise_schedule()
+    s = config.noise_schedule().to(device)  # the tables live on the device: no per-step copies
     conditional = getattr(model, "null_label", None) is not None
     ckpt_path = Path(out_dir) / "checkpoint.pt" if out_dir is not None else None
     if resume and (ckpt_path is None or not ckpt_path.is_file()):

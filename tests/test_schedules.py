@@ -105,3 +105,13 @@ def test_other_bad_inputs():
         NoiseSchedule.from_name("quadratic")
     with pytest.raises(ValueError, match="start must be smaller"):
         NoiseSchedule.sigmoid(start=3, end=-3)
+
+
+def test_to_moves_every_table_and_keeps_the_values():
+    s = NoiseSchedule.cosine(T=20)
+    moved = s.to("meta")
+    for name in ("betas", "alphas", "alpha_bars", "snr", "alpha_bars_prev", "posterior_variance"):
+        assert getattr(moved, name).device.type == "meta", name
+    assert moved.T == 20 and moved.name == "cosine" and moved.device.type == "meta"
+    back = s.to("cpu")
+    torch.testing.assert_close(back.posterior_coef_xt, s.posterior_coef_xt)
