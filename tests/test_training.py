@@ -251,3 +251,17 @@ def test_cli_reports_bad_datasets_clearly(tmp_path, capsys):
     assert "could not be read as images: broken.png" in capsys.readouterr().err
     assert main(["train", "--dataset", "cifar10", "--out", str(tmp_path / "r")]) == 2
     assert "--dataset must be one of" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("compile", [False, True])
+def test_cuda_bf16_channels_last_training_runs_and_resumes(tmp_path, compile):  # pragma: no cover - GPU only
+    images, labels = _mnist()
+    config = TrainConfig(steps=4, batch_size=16, log_every=2, checkpoint_every=2, compile=compile)
+    torch.manual_seed(0)
+    result = train(UNet(TINY), images, config, labels=labels, out_dir=tmp_path, progress=False)
+    assert next(result.model.parameters()).is_cuda and len(result.losses) == 4
+    assert all(0.1 < v < 10 for v in result.losses)
+    resumed = train(UNet(TINY), images, dataclasses.replace(config, steps=6), labels=labels, out_dir=tmp_path,
+                    resume=True, progress=False)
+    assert resumed.losses[:4] == result.losses and len(resumed.losses) == 6
