@@ -26,7 +26,16 @@ from torch import Tensor, nn
 from .noising import _as_timesteps, _check_noise, extract
 from .schedules import NoiseSchedule
 
-__all__ = ["ddpm_sample", "ddpm_step", "guided_eps", "predict_x0"]
+__all__ = [
+    "ddim_sample",
+    "ddim_step",
+    "ddim_timesteps",
+    "ddpm_sample",
+    "ddpm_step",
+    "dpm_solver_sample",
+    "guided_eps",
+    "predict_x0",
+]
 
 VARIANCES = ("beta_tilde", "beta")
 
@@ -112,6 +121,142 @@ def ddpm_sample(
         eps = guided_eps(model, x, tt, y, guidance)
         x0_hat = predict_x0(eps, t, x, s)
         x = ddpm_step(eps, t, x, s, variance=variance, generator=generator)
+        if callback is not None:
+            callback({"i": i, "t": t, "x_t": x, "x0_hat": x0_hat})
+    return x
+
+
+def _alpha_bar_at(s: NoiseSchedule, t: int, like: Tensor) -> Tensor:
+    """ᾱ_t as a 0-d tensor on like's device, with ᾱ_{-1} = 1 (the clean data)."""
+    value = s.alpha_bars[t] if t >= 0 else s.alpha_bars.new_ones(())
+    return value.to(like.device, like.dtype)
+
+
+def ddim_step(
+    eps: Tensor,
+    t: int,
+    t_prev: int,
+    x_t: Tensor,
+    s: NoiseSchedule,
+    eta: float = 0.0,
+    noise: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """One DDIM step from step t to step t_prev < t (Song et al. 2021, eq. 12); t_prev = -1 means "to x_0".
+
+    x_{t_prev} = √ᾱ_prev · x̂_0 + √(1 - ᾱ_prev - σ²) · ε + σ z,
+    σ = η · √((1-ᾱ_prev)/(1-ᾱ_t)) · √(1 - ᾱ_t/ᾱ_prev)   (eq. 16).
+    η = 0 is deterministic; η = 1 over consecutive steps is exactly DDPM's step with β̃.
+
+    Lesson: notebooks/05_sampling.ipynb
+    """
+    if eta < 0:
+        raise ValueError(f"eta must be >= 0, got {eta}")
+    if not -1 <= t_prev < t <= s.T - 1:
+        raise ValueError(f"need -1 <= t_prev < t <= {s.T - 1}, got t={t}, t_prev={t_prev}")
+    if eps.shape != x_t.shape:
+        raise ValueError(f"eps must have the shape of x_t {tuple(x_t.shape)}, got {tuple(eps.shape)}")
+    a_t, a_prev = _alpha_bar_at(s, t, x_t), _alpha_bar_at(s, t_prev, x_t)  # ᾱ_t, ᾱ_prev
+    x0_hat = (x_t - (1 - a_t).sqrt() * eps) / a_t.sqrt()  # eq. (9)'s "predicted x_0"
+    sigma = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).sqrt()  # σ_t(η), eq. (16)
+    x_prev = a_prev.sqrt() * x0_hat + (1 - a_prev - sigma**2).clamp(min=0).sqrt() * eps  # the direction to x_t
+    if eta > 0 and t_prev >= 0:
+        x_prev = x_prev + sigma * _check_noise(noise, x_t, generator)
+    return x_prev
+
+
+def ddim_timesteps(s: NoiseSchedule, steps: int) -> list[int]:
+    """``steps`` steps evenly spaced from T-1 down to 0, both ends included.
+
+    Starting at t = T-1 means starting from pure noise (Lin et al. 2024 show why starting
+    lower is a flaw); ending at t = 0 means the last jump to x_0 crosses almost no noise,
+    so it does not blur fine detail. With steps = T this is every step.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= s.T:
+        raise ValueError(f"steps must be an integer in [1, {s.T}] (the schedule's T), got {steps!r}")
+    if steps == 1:
+        return [s.T - 1]
+    return torch.linspace(s.T - 1, 0, steps, dtype=torch.float64).round().long().tolist()
+
+
+@torch.no_grad()
+def ddim_sample(
+    model: nn.Module,
+    x_T: Tensor,
+    s: NoiseSchedule,
+    steps: int = 50,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+    callback: Callable[[dict], None] | None = None,
+    y: Tensor | None = None,
+    guidance: float = 1.0,
+) -> Tensor:
+    """DDIM (Song et al. 2021): ``steps`` network calls instead of T; η=0 is deterministic.
+
+    Lesson: notebooks/05_sampling.ipynb
+    """
+    if eta < 0:
+        raise ValueError(f"eta must be >= 0, got {eta}")
+    ts = ddim_timesteps(s, steps)
+    x = x_T
+    for i, (t, t_prev) in enumerate(zip(ts, [*ts[1:], -1], strict=True)):
+        tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+        eps = guided_eps(model, x, tt, y, guidance)
+        x0_hat = predict_x0(eps, t, x, s)
+        x = ddim_step(eps, t, t_prev, x, s, eta=eta, generator=generator)
+        if callback is not None:
+            callback({"i": i, "t": t, "x_t": x, "x0_hat": x0_hat})
+    return x
+
+
+@torch.no_grad()
+def dpm_solver_sample(
+    model: nn.Module,
+    x_T: Tensor,
+    s: NoiseSchedule,
+    steps: int = 20,
+    generator: torch.Generator | None = None,
+    callback: Callable[[dict], None] | None = None,
+    y: Tensor | None = None,
+    guidance: float = 1.0,
+) -> Tensor:
+    """DPM-Solver++(2M) (Lu et al. 2022): a second-order multistep solver of the diffusion ODE.
+
+    In λ = log(√ᾱ/√(1-ᾱ)) (half the log-SNR) the ODE has an exact linear part; with the
+    data prediction D ≈ x̂_0 the step from t to t_prev, h = λ_prev - λ_t, is
+
+        x_prev = (σ_prev/σ_t) · x_t - α_prev · (e^{-h} - 1) · D,   α = √ᾱ, σ = √(1-ᾱ),
+
+    with D = (1 + 1/2r) x̂_0(t) - (1/2r) x̂_0(t_last), r = h_last / h (Algorithm 2), and
+    D = x̂_0(t) on the first step and on the step into t = 0 (as diffusers' "lower order
+    final"). The last call, at t = 0, returns its x̂_0.
+    Deterministic: ``generator`` is accepted for the common signature and unused.
+
+    Lesson: notebooks/05_sampling.ipynb
+    """
+    ts = ddim_timesteps(s, steps)
+    x, x0_last, h_last = x_T, None, None
+    for i, (t, t_prev) in enumerate(zip(ts, [*ts[1:], -1], strict=True)):
+        tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+        eps = guided_eps(model, x, tt, y, guidance)
+        x0_hat = predict_x0(eps, t, x, s)
+        if t_prev < 0:
+            x = x0_hat  # the final step lands on the data prediction
+        else:
+            a_t, a_prev = _alpha_bar_at(s, t, x), _alpha_bar_at(s, t_prev, x)
+            alpha_prev, sigma_t, sigma_prev = a_prev.sqrt(), (1 - a_t).sqrt(), (1 - a_prev).sqrt()
+            lam_t = 0.5 * (a_t.log() - (1 - a_t).log())  # λ_t
+            lam_prev = 0.5 * (a_prev.log() - (1 - a_prev).log())
+            h = lam_prev - lam_t
+            if x0_last is None or t_prev == 0:
+                # first order (DPM-Solver++(1), which is DDIM) at the start, and into t = 0: that
+                # last interval is long in λ, where extrapolating x̂_0 would overshoot
+                d = x0_hat
+            else:
+                r = h_last / h
+                d = (1 + 1 / (2 * r)) * x0_hat - (1 / (2 * r)) * x0_last
+            x = (sigma_prev / sigma_t) * x - alpha_prev * torch.expm1(-h) * d
+            x0_last, h_last = x0_hat, h
         if callback is not None:
             callback({"i": i, "t": t, "x_t": x, "x0_hat": x0_hat})
     return x
