@@ -37,7 +37,8 @@ def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> T
     """Embed steps t (B,) as (B, dim) sines and cosines of geometric frequencies.
 
     e(t)[i] = sin(t · ω_i) for i < dim/2 and cos(t · ω_{i - dim/2}) after, with
-    ω_i = max_period^(-i / (dim/2)): Vaswani et al. 2017, as in DDPM. The inner product
+    ω_i = max_period^(-i / (dim/2)): Vaswani et al. 2017 (DDPM's code divides the exponent
+    by dim/2 - 1 instead, a difference of no consequence). The inner product
     e(t1)·e(t2) = Σ cos(ω_i (t1 - t2)) depends only on t1 - t2, so nearby steps get
     similar embeddings. Works for float t too.
 
