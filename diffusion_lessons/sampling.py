@@ -13,7 +13,13 @@ code                paper      meaning
 ==================  =========  =================================================
 
 Every sampler has the same shape, ``sampler(model, x_T, s, ..., generator, callback,
-y, guidance)``, and calls ``callback({"i", "t", "x_t", "x0_hat"})`` after each step.
+y, guidance, clip_x0)``, and calls ``callback({"i", "t", "x_t", "x0_hat"})`` after each step.
+
+``clip_x0=True`` (the default, as in Ho et al.'s code) clips each predicted x̂_0 to
+[-1, 1], the range of all the course's data, before it is used. Early in sampling, at
+t near T, ε is hard to predict and the ε-form of the step divides by √α_t (31x for the
+clipped last β of 0.999 in the cosine schedule): without the clip, a small error there
+can blow a sample up. ``clip_x0=False`` runs the textbook algorithms exactly.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from .noising import _as_timesteps, _check_noise, extract
+from .noising import _as_timesteps, _check_noise, extract, q_posterior
 from .schedules import NoiseSchedule
 
 __all__ = [
@@ -108,6 +114,7 @@ def ddpm_sample(
     y: Tensor | None = None,
     guidance: float = 1.0,
     variance: str = "beta_tilde",
+    clip_x0: bool = True,
 ) -> Tensor:
     """Ancestral sampling (Ho et al. Algorithm 2): T network calls, from x_T ~ N(0, I) to x_0.
 
@@ -120,7 +127,15 @@ def ddpm_sample(
         tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
         eps = guided_eps(model, x, tt, y, guidance)
         x0_hat = predict_x0(eps, t, x, s)
-        x = ddpm_step(eps, t, x, s, variance=variance, generator=generator)
+        if clip_x0:  # the same step written through x̂_0: μ̃(x̂_0, x_t) of the posterior, eq. (7)
+            x0_hat = x0_hat.clamp(-1, 1)
+            mean, var = q_posterior(x0_hat, x, t, s)
+            if variance == "beta":
+                var = extract(s.betas, torch.full_like(tt, t), x.shape, x)
+            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            x = mean + (var.sqrt() * noise if t > 0 else 0)
+        else:
+            x = ddpm_step(eps, t, x, s, variance=variance, generator=generator)
         if callback is not None:
             callback({"i": i, "t": t, "x_t": x, "x0_hat": x0_hat})
     return x
@@ -190,6 +205,7 @@ def ddim_sample(
     callback: Callable[[dict], None] | None = None,
     y: Tensor | None = None,
     guidance: float = 1.0,
+    clip_x0: bool = True,
 ) -> Tensor:
     """DDIM (Song et al. 2021): ``steps`` network calls instead of T; η=0 is deterministic.
 
@@ -203,6 +219,10 @@ def ddim_sample(
         tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
         eps = guided_eps(model, x, tt, y, guidance)
         x0_hat = predict_x0(eps, t, x, s)
+        if clip_x0:  # clip x̂_0, then use the ε that the clipped x̂_0 implies
+            x0_hat = x0_hat.clamp(-1, 1)
+            a_t = _alpha_bar_at(s, t, x)
+            eps = (x - a_t.sqrt() * x0_hat) / (1 - a_t).sqrt()
         x = ddim_step(eps, t, t_prev, x, s, eta=eta, generator=generator)
         if callback is not None:
             callback({"i": i, "t": t, "x_t": x, "x0_hat": x0_hat})
@@ -219,6 +239,7 @@ def dpm_solver_sample(
     callback: Callable[[dict], None] | None = None,
     y: Tensor | None = None,
     guidance: float = 1.0,
+    clip_x0: bool = True,
 ) -> Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022): a second-order multistep solver of the diffusion ODE.
 
@@ -240,6 +261,8 @@ def dpm_solver_sample(
         tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
         eps = guided_eps(model, x, tt, y, guidance)
         x0_hat = predict_x0(eps, t, x, s)
+        if clip_x0:  # the solver works on x̂_0 directly, so clipping it is all it takes
+            x0_hat = x0_hat.clamp(-1, 1)
         if t_prev < 0:
             x = x0_hat  # the final step lands on the data prediction
         else:

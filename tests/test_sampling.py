@@ -34,7 +34,7 @@ def test_sampling_with_the_exact_noise_predictor_recovers_a_gaussian(gen):
             a = S.alpha_bars[t].unsqueeze(1)
             return (1 - a).sqrt() * (x - a.sqrt() * mu) / (a * sigma**2 + 1 - a)
 
-    out = ddpm_sample(Exact(), torch.randn(5000, 1, generator=gen), S, generator=gen)
+    out = ddpm_sample(Exact(), torch.randn(5000, 1, generator=gen), S, generator=gen, clip_x0=False)
     assert out.mean().item() == pytest.approx(mu, abs=0.02)  # standard error 0.004
     assert out.std().item() == pytest.approx(sigma, rel=0.05)
 
@@ -118,8 +118,8 @@ def test_ddim_eta_zero_is_deterministic_and_invertible(gen):
         x0_hat = (x - (1 - a_prev).sqrt() * eps) / a_prev.sqrt()
         x = s.alpha_bars[t].sqrt() * x0_hat + (1 - s.alpha_bars[t]).sqrt() * eps
     assert x.std().item() == pytest.approx(1.0, abs=0.15)  # the encoding looks like noise
-    a = ddim_sample(model, x, s, steps=200)
-    b = ddim_sample(model, x, s, steps=200)
+    a = ddim_sample(model, x, s, steps=200, clip_x0=False)
+    b = ddim_sample(model, x, s, steps=200, clip_x0=False)
     assert torch.equal(a, b)
     assert (a - x0).norm(dim=1).median().item() < 0.05  # recovered up to discretisation error
 
@@ -127,7 +127,7 @@ def test_ddim_eta_zero_is_deterministic_and_invertible(gen):
 @pytest.mark.parametrize("sampler, steps", [(ddim_sample, 50), (dpm_solver_sample, 20)])
 def test_samplers_recover_a_known_mixture(sampler, steps, gen):
     s = dl.NoiseSchedule.cosine(T=1000)
-    out = sampler(MixtureEps(s), torch.randn(2000, 2, generator=gen), s, steps=steps, generator=gen)
+    out = sampler(MixtureEps(s), torch.randn(2000, 2, generator=gen), s, steps=steps, generator=gen, clip_x0=False)
     # samples sit on the modes (the data's median distance to its mode is TRUE_DISTANCE, 0.059);
     # few-step ODE solvers concentrate them somewhat, as tight modes make the ODE stiff
     assert 0.5 * TRUE_DISTANCE < _ring_distance(out) < 1.2 * TRUE_DISTANCE
@@ -137,7 +137,7 @@ def test_samplers_recover_a_known_mixture(sampler, steps, gen):
 
 def test_ddpm_recovers_the_mixture_too(gen):
     s = dl.NoiseSchedule.cosine(T=200)
-    out = ddpm_sample(MixtureEps(s), torch.randn(2000, 2, generator=gen), s, generator=gen)
+    out = ddpm_sample(MixtureEps(s), torch.randn(2000, 2, generator=gen), s, generator=gen, clip_x0=False)
     assert 0.8 * TRUE_DISTANCE < _ring_distance(out) < 1.2 * TRUE_DISTANCE
 
 
@@ -153,8 +153,8 @@ def test_dpm_solver_converges_faster_than_ddim(gen):
             return (1 - a).sqrt() * (x - a.sqrt() * mu) / (a * sigma**2 + 1 - a)
 
     x_T = torch.randn(4000, 1, generator=gen)
-    exact = ddim_sample(Exact(), x_T, s, steps=1000)
-    err = {(f.__name__, n): (f(Exact(), x_T, s, steps=n) - exact).abs().mean().item()
+    exact = ddim_sample(Exact(), x_T, s, steps=1000, clip_x0=False)
+    err = {(f.__name__, n): (f(Exact(), x_T, s, steps=n, clip_x0=False) - exact).abs().mean().item()
            for f in (ddim_sample, dpm_solver_sample) for n in (16, 32)}
     assert err["dpm_solver_sample", 16] < err["ddim_sample", 16]
     assert err["dpm_solver_sample", 32] < 0.5 * err["ddim_sample", 32]
@@ -173,3 +173,20 @@ def test_sampler_errors():
         ddim_step(x, 5, 5, x, s)
     with pytest.raises(ValueError, match="steps must be an integer"):
         dpm_solver_sample(MixtureEps(s), x, s, steps=0)
+
+
+@pytest.mark.parametrize("sampler", [ddpm_sample, ddim_sample, dpm_solver_sample])
+def test_clipping_x0_changes_nothing_in_range_and_stops_blow_ups(sampler, gen):
+    s = dl.NoiseSchedule.cosine(T=100)
+    x_T = torch.randn(500, 2, generator=gen)
+    kw = {} if sampler is ddpm_sample else {"steps": 20}
+    same = [sampler(MixtureEps(s), x_T, s, generator=torch.Generator().manual_seed(0), clip_x0=c, **kw)
+            for c in (True, False)]
+    torch.testing.assert_close(same[0], same[1], rtol=1e-4, atol=1e-4)  # the ring lies inside [-1, 1]
+
+    def clueless(x, t, y=None):  # predicts no noise at all: x̂_0 = x_t / √ᾱ_t, huge near t = T
+        return torch.zeros_like(x)
+
+    wild = sampler(clueless, x_T, s, generator=gen, clip_x0=False, **kw).abs().max()
+    tame = sampler(clueless, x_T, s, generator=gen, clip_x0=True, **kw).abs().max()
+    assert wild > 10 and tame <= 1.5, (wild, tame)
