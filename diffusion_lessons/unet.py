@@ -54,7 +54,7 @@ def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> T
 
 @dataclass(frozen=True)
 class UNetConfig:
-    """The U-Net's shape. The defaults are the lesson's MNIST model (about 1.7M parameters)."""
+    """The U-Net's shape. The defaults are the lesson's MNIST model (1.62M parameters)."""
 
     in_channels: int = 1  # 1 for digits, 3 for RGB
     image_size: int = 28  # height = width; must halve len(channel_mults)-1 times
