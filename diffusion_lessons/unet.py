@@ -138,8 +138,9 @@ class Attention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:  # x (B, C, H, W)
         _, _, h, w = x.shape
-        qkv = self.qkv(self.norm(x))  # (B, 3C, H, W)
-        q, k, v = rearrange(qkv, "b (three heads d) h w -> three b heads (h w) d", three=3, heads=self.heads)
+        qkv = rearrange(self.qkv(self.norm(x)), "b c h w -> b (h w) c").contiguous()  # (B, HW, 3C), C last
+        # each head's (HW, d) slice now has d contiguous: what the fused SDPA kernels want
+        q, k, v = rearrange(qkv, "b n (three heads d) -> three b heads n d", three=3, heads=self.heads)
         out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, HW, d)
         out = rearrange(out, "b heads (h w) d -> b (heads d) h w", h=h, w=w)  # (B, C, H, W)
         return x + self.proj(out)

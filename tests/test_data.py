@@ -29,6 +29,19 @@ def test_mnist5k_offline():
     assert threes.shape == (500, 1, 28, 28) and (three_labels == 3).all()
 
 
+def test_mnist5k_splits_are_disjoint_and_balanced():
+    everything, _ = data.mnist5k()
+    train, train_labels = data.mnist5k(split="train")
+    test, test_labels = data.mnist5k(split="test")
+    assert train_labels.bincount().tolist() == [400] * 10 and test_labels.bincount().tolist() == [100] * 10
+    # together they are the whole set, and no test image is in the training split
+    assert len(train) + len(test) == len(everything)
+    flat = lambda x: {tuple(row.tolist()) for row in x.flatten(1)[:, ::7]}  # noqa: E731
+    assert not flat(train) & flat(test)
+    sevens, seven_labels = data.mnist5k(digits=[7], split="test")
+    assert sevens.shape == (100, 1, 28, 28) and (seven_labels == 7).all()
+
+
 def test_sklearn_digits():
     images, labels = data.sklearn_digits()
     assert images.shape == (1797, 1, 8, 8)
@@ -47,6 +60,7 @@ def test_load_dataset_dispatches_by_name():
     (lambda: data.toy_2d("spiral"), "name must be one of"),
     (lambda: data.toy_2d("moons", n=0), "n must be a positive integer"),
     (lambda: data.toy_2d("moons", noise=-1.0), "noise must be >= 0"),
+    (lambda: data.mnist5k(split="valid"), "split must be one of"),
     (lambda: data.mnist5k(digits=[10]), r"digits must be a non-empty list of integers in \[0, 9\]"),
     (lambda: data.sklearn_digits(digits=[]), "digits must be a non-empty list"),
 ])

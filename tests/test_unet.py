@@ -111,3 +111,18 @@ def test_bad_forward_inputs():
         UNet(SMALL)(x, t, torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="attention_heads"):
         UNet(UNetConfig(base_channels=16, channel_mults=(1, 2), attention_resolutions=(14,), attention_heads=3))
+
+
+def test_attention_is_softmax_attention_over_pixels_per_head():
+    """The einops layouts and SDPA compute softmax(QKᵀ/√d)V per head, written out by hand here."""
+    from diffusion_lessons.unet import Attention
+
+    torch.manual_seed(0)
+    attn = Attention(32, heads=4, groups=8)
+    torch.nn.init.normal_(attn.proj.weight)  # zero-initialised: make the block do something
+    x = torch.randn(2, 32, 5, 6)
+    qkv = attn.qkv(attn.norm(x)).flatten(2)  # (B, 3C, HW), channels ordered (three, heads, d)
+    q, k, v = qkv.reshape(2, 3, 4, 8, 30).unbind(1)  # each (B, heads, d, HW)
+    weights = torch.softmax(q.transpose(-1, -2) @ k / 8**0.5, dim=-1)  # (B, heads, HW, HW)
+    out = (v @ weights.transpose(-1, -2)).reshape(2, 32, 5, 6)  # (B, C, H, W)
+    torch.testing.assert_close(attn(x), x + attn.proj(out), rtol=1e-4, atol=1e-5)
