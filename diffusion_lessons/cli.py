@@ -3,6 +3,9 @@
     diffusion-lessons lessons                the chapters of book.toml, with objectives and minutes
     diffusion-lessons quiz NAME [--answers]  a lesson's quiz as text (answers hidden by default)
     diffusion-lessons train --dataset mnist5k --steps N --out runs/NAME [--resume]
+    diffusion-lessons student OUTDIR         student editions: solutions replaced by stubs, outputs cleared
+    diffusion-lessons grade SUBMISSION.ipynb ...   run each submission's exercise checkers; a pass/fail table
+    diffusion-lessons book [--out DIR]       the course book as a static HTML site (default _build/book)
 
 Training on several GPUs (or CPU processes) goes through torchrun:
 
@@ -46,7 +49,7 @@ def _train(args: argparse.Namespace) -> int:
 
     labels = None
     if args.dataset in IMAGE_DATASETS:
-        images, labels = IMAGE_DATASETS[args.dataset]()
+        images, labels = IMAGE_DATASETS[args.dataset](**({"split": args.split} if args.dataset == "mnist5k" else {}))
     elif Path(args.dataset).is_dir():
         images = image_folder(args.dataset, args.image_size or 64)
     else:
@@ -60,6 +63,7 @@ def _train(args: argparse.Namespace) -> int:
     lowest = size // 2 ** (len(mults) - 1)
     model_config = UNetConfig(
         in_channels=images.shape[1], image_size=size, base_channels=args.base_channels, channel_mults=mults,
+        num_res_blocks=args.num_res_blocks,
         attention_resolutions=(lowest,) if lowest > 4 else (lowest * 2,), dropout=args.dropout,
         num_classes=int(labels.max()) + 1 if (args.class_cond and labels is not None) else None,
     )
@@ -78,12 +82,70 @@ def _train(args: argparse.Namespace) -> int:
                    resume=args.resume, progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary
         summary = {"steps": result.steps, "final_loss": sum(result.losses[-50:]) / len(result.losses[-50:]),
-                   "images_per_second": result.images_per_second, "dataset": args.dataset,
+                   "images_per_second": result.images_per_second, "dataset": args.dataset, "split": args.split,
                    "model_config": model_config.to_dict(), "train_config": asdict(config)}
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         print(f"trained {result.steps} steps; final loss {summary['final_loss']:.4f}; "
               f"{result.images_per_second:.0f} images/s; checkpoint: {out / 'checkpoint.pt'}")
     return 0
+
+
+def _student(args: argparse.Namespace) -> int:
+    from .student import write_nbgrader_source, write_student_editions
+
+    write = write_nbgrader_source if args.nbgrader else write_student_editions
+    for path in write(args.outdir, load_book(args.manifest)):
+        print(path)
+    return 0
+
+
+def _grade(args: argparse.Namespace) -> int:
+    from .grading import grade_submission, grades_table, write_csv
+
+    book = load_book(args.manifest)
+    grades = []
+    for submission in args.submissions:
+        if not Path(submission).is_file():
+            raise FileNotFoundError(f"no such submission: {submission}")
+    for submission in args.submissions:
+        print(f"grading {submission} ...", file=sys.stderr, flush=True)
+        grades.append(grade_submission(submission, book, timeout=args.timeout, budget=args.budget))
+    print(grades_table(grades))
+    if args.csv:
+        write_csv(grades, args.csv)
+        print(f"wrote {args.csv}", file=sys.stderr)
+    return 0
+
+
+def _book(args: argparse.Namespace) -> int:
+    from .htmlbook import build_book
+
+    pages = build_book(args.out, load_book(args.manifest), execute=args.execute, budget=args.budget)
+    print(f"wrote {len(pages)} pages to {args.out}; open {Path(args.out) / 'index.html'}")
+    return 0
+
+
+def _add_teaching_parsers(sub) -> None:
+    p = sub.add_parser("student", help="write student editions of every chapter (solutions replaced by stubs)")
+    p.add_argument("outdir", help="folder for the student notebooks, e.g. _build/student")
+    p.add_argument("--nbgrader", action="store_true",
+                   help="instead, write nbgrader's source/ layout (solutions kept, hidden tests added) into OUTDIR")
+    p.add_argument("--manifest", default=None, help="path to book.toml (default: found from here)")
+    p.set_defaults(run=_student)
+    p = sub.add_parser("grade", help="grade submitted notebooks: each exercise's checker, a pass/fail table")
+    p.add_argument("submissions", nargs="+", metavar="SUBMISSION.ipynb", help="notebooks handed in by students")
+    p.add_argument("--timeout", type=float, default=600, help="seconds for one submission's cells, all together")
+    p.add_argument("--budget", choices=["smoke", "learner"], default="smoke",
+                   help="the lessons' budget in the grading kernel (smoke: short training runs)")
+    p.add_argument("--csv", default=None, help="also write one row per exercise to this CSV file")
+    p.add_argument("--manifest", default=None, help="path to book.toml (default: found from here)")
+    p.set_defaults(run=_grade)
+    p = sub.add_parser("book", help="build the course book, a static HTML site")
+    p.add_argument("--out", default="_build/book", help="output folder (default: _build/book)")
+    p.add_argument("--execute", action="store_true", help="run each notebook first (default: committed outputs)")
+    p.add_argument("--budget", choices=["smoke", "learner"], default="learner", help="budget for --execute")
+    p.add_argument("--manifest", default=None, help="path to book.toml (default: found from here)")
+    p.set_defaults(run=_book)
 
 
 def _add_train_parser(sub) -> None:
@@ -92,12 +154,15 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--out", required=True, help="run folder: checkpoint.pt and summary.json go here")
     p.add_argument("--steps", type=int, default=2000, help="optimizer steps in total")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--split", choices=["all", "train", "test"], default="all",
+                   help="mnist5k only: train = the first 400 of each digit, test = the last 100")
     p.add_argument("--image-size", type=int, default=None, help="resize images to this (default: 64 for folders)")
     p.add_argument("--batch-size", type=int, default=128, help="images per step over all processes")
     p.add_argument("--lr", type=float, default=2e-4, help="peak learning rate")
     p.add_argument("--warmup-steps", type=int, default=200)
     p.add_argument("--ema-decay", type=float, default=0.999)
     p.add_argument("--base-channels", type=int, default=32)
+    p.add_argument("--num-res-blocks", type=int, default=2, help="residual blocks per level")
     p.add_argument("--channel-mults", default="1,2,2", help="channels per level, e.g. 1,2,2,2")
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--class-cond", action="store_true", help="condition on labels (for guidance)")
@@ -126,10 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--answers", action="store_true", help="include hints, answers and explanations")
     p.set_defaults(run=_quiz)
     _add_train_parser(sub)
+    _add_teaching_parsers(sub)
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"diffusion-lessons: error: {e}", file=sys.stderr)
         return 2
 

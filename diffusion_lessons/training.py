@@ -160,10 +160,10 @@ class Checkpoint:
     rng: dict  # the trainer's generator (t, ε, label dropout) and torch's / CUDA's (dropout)
 
 
-def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
-    """Write atomically: to a temporary file in the same folder, then ``os.replace``.
+def save_atomic(obj: object, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace``.
 
-    A crash or a kill mid-write leaves the previous checkpoint intact.
+    A crash or a kill mid-write leaves the previous file intact, never a half-written one.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -173,13 +173,19 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
     try:
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a checkpoint is an ordinary file
         with os.fdopen(fd, "wb") as f:
-            torch.save(asdict(checkpoint), f)
+            torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)  # atomic on POSIX and Windows
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
+    """Write a checkpoint atomically (``save_atomic``)."""
+    save_atomic(asdict(checkpoint), path)
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:

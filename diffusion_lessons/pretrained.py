@@ -1,0 +1,107 @@
+"""Models the project trained with its own code, shipped inside the package, loaded offline.
+
+    >>> p = pretrained("mnist")            # class-conditional MNIST U-Net
+    >>> x = ddim_sample(p.model, torch.randn(16, 1, 28, 28), p.schedule, steps=50,
+    ...                 y=torch.arange(16) % 10, guidance=3.0)
+
+Each weights file holds the model's config, the training config (so the noise schedule
+is the one it was trained with), one state dict (EMA or raw, measured) and a ``card``: the exact command,
+the machine, the training time and the measured figures. ``weights/README.md`` says how
+each file was made. Loading uses ``torch.load(weights_only=True)``: no code runs.
+
+Lessons: notebooks/05_sampling.ipynb, 06_guidance.ipynb, 07_generative_models.ipynb
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .schedules import NoiseSchedule
+from .training import TrainConfig, load_checkpoint, save_atomic
+from .unet import UNet, UNetConfig
+
+__all__ = ["PRETRAINED", "WEIGHTS_DIR", "Pretrained", "export_pretrained", "pretrained"]
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+PRETRAINED = {"mnist": "mnist_unet.pt"}  # name -> file in WEIGHTS_DIR
+
+
+@dataclass
+class Pretrained:
+    """A shipped model: the network (eval mode), the schedule it was trained with, its card."""
+
+    model: nn.Module  # in eval mode, on the requested device (card["weights"]: "ema" or "raw")
+    schedule: NoiseSchedule  # sample with this schedule: a model only knows the noise levels it saw
+    train_config: TrainConfig
+    card: dict  # how it was trained (command, machine, time) and what it scores
+
+    @property
+    def num_classes(self) -> int | None:
+        return self.model.config.num_classes
+
+
+def pretrained(name: str | Path = "mnist", device: str | torch.device = "cpu") -> Pretrained:
+    """Load a shipped model by name (offline), or a file written by ``export_pretrained``.
+
+    ``device`` is where the weights go.
+    """
+    if isinstance(name, Path) or str(name).endswith(".pt"):
+        path = Path(name)
+        if not path.is_file():
+            raise FileNotFoundError(f"no weights file at {path}")
+    elif name in PRETRAINED:
+        path = WEIGHTS_DIR / PRETRAINED[name]
+        if not path.is_file():
+            raise FileNotFoundError(f"the weights of {name!r} are missing from the package ({path})")
+    else:
+        raise ValueError(f"name must be one of {sorted(PRETRAINED)} or a path to a .pt file, got {name!r}")
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(data, dict) or not {"model_config", "train_config", "state_dict", "card"} <= set(data):
+        raise ValueError(f"{path} is not a weights file written by export_pretrained")
+    model = UNet(UNetConfig(**data["model_config"]))
+    model.load_state_dict(data["state_dict"])
+    config = TrainConfig(**data["train_config"])
+    return Pretrained(model.eval().requires_grad_(False).to(device), config.noise_schedule().to(device), config,
+                      data["card"])
+
+
+def export_pretrained(checkpoint: str | Path, out: str | Path, card: dict, weights: str = "ema") -> Path:
+    """Write a shippable weights file from a training checkpoint: one set of weights + configs + card.
+
+    ``weights`` is "ema" (the moving average, usually the better sampler) or "raw" (the last
+    step's weights: better when the run is short next to the EMA's window, 1/(1-decay) steps;
+    measure both). The optimizer state, the other weights and the RNG states are left out.
+    Written to a temporary file and renamed, so a failed export leaves nothing half-written.
+    """
+    if weights not in ("ema", "raw"):
+        raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
+    ckpt = load_checkpoint(checkpoint)
+    state = ckpt.ema if weights == "ema" else ckpt.model
+    data = {"model_config": ckpt.model_config, "train_config": ckpt.train_config,
+            "state_dict": state, "card": dict(card, steps=ckpt.step, weights=weights)}
+    UNet(UNetConfig(**ckpt.model_config)).load_state_dict(state)  # raises now if it would not load later
+    return save_atomic(data, out)
+
+
+def _main(argv: list[str] | None = None) -> int:
+    """``python -m diffusion_lessons.pretrained CHECKPOINT OUT CARD.json [--weights raw]``: export a run."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m diffusion_lessons.pretrained", description=_main.__doc__)
+    parser.add_argument("checkpoint", help="a training run's checkpoint.pt")
+    parser.add_argument("out", help="the weights file to write, e.g. diffusion_lessons/weights/mnist_unet.pt")
+    parser.add_argument("card", help="a JSON file: command, machine, training time, figures")
+    parser.add_argument("--weights", choices=["ema", "raw"], default="ema", help="which weights to ship")
+    args = parser.parse_args(argv)
+    out = export_pretrained(args.checkpoint, args.out, json.loads(Path(args.card).read_text()), args.weights)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())
