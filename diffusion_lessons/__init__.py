@@ -7,12 +7,14 @@ The public API, in the order the lessons meet it:
 - data sets in ``data``, pictures in ``plotting``, sliders in ``widgets``;
 - exercise checkers in ``exercises`` and quizzes in ``quiz``;
 - the denoiser ``UNet`` (lesson 03) and its training, ``train`` with ``TrainConfig`` (lesson 04);
-- the reverse process in ``sampling`` (lesson 05);
+- the reverse process in ``sampling`` (lesson 05), the shipped models ``pretrained`` and the
+  quality measures in ``metrics``;
 - the course manifest in ``book``.
 """
 
 from .data import load_dataset, mnist5k, sklearn_digits, toy_2d
 from .noising import markov_chain, markov_step, q_posterior, q_sample
+from .pretrained import pretrained
 from .quiz import load_quiz
 from .runtime import budget, default_device
 from .sampling import ddpm_sample
@@ -37,6 +39,7 @@ __all__ = [
     "markov_chain",
     "markov_step",
     "mnist5k",
+    "pretrained",
     "q_posterior",
     "q_sample",
     "sklearn_digits",
