@@ -14,7 +14,7 @@ STAMP  := $(VENV)/.installed
 # JupyterLab refuses to run as root (as in many containers) unless told it may.
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: lab test lint pytest nbval install clean
+.PHONY: lab test lint pytest nbval install clean student book
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "diffusion-lessons needs Python 3.10 or newer; set PYTHON=python3.x")'
@@ -41,6 +41,13 @@ nbval: $(STAMP)  ## execute every notebook and compare its outputs with the comm
 		-p no:cacheprovider notebooks
 
 test: lint pytest nbval  ## everything CI runs
+
+# For teachers (docs/teaching.md): student editions, and the course book as a static site.
+student: $(STAMP)  ## student editions of every lesson, solutions replaced by stubs, in _build/student
+	$(BIN)/diffusion-lessons student _build/student
+
+book: $(STAMP)  ## the course book (HTML, works offline) in _build/book; open _build/book/index.html
+	$(BIN)/diffusion-lessons book --out _build/book
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -3,6 +3,9 @@
     diffusion-lessons lessons                the chapters of book.toml, with objectives and minutes
     diffusion-lessons quiz NAME [--answers]  a lesson's quiz as text (answers hidden by default)
     diffusion-lessons train --dataset mnist5k --steps N --out runs/NAME [--resume]
+    diffusion-lessons student OUTDIR         student editions: solutions replaced by stubs, outputs cleared
+    diffusion-lessons grade SUBMISSION.ipynb ...   run each submission's exercise checkers; a pass/fail table
+    diffusion-lessons book [--out DIR]       the course book as a static HTML site (default _build/book)
 
 Training on several GPUs (or CPU processes) goes through torchrun:
 
@@ -87,6 +90,64 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _student(args: argparse.Namespace) -> int:
+    from .student import write_nbgrader_source, write_student_editions
+
+    write = write_nbgrader_source if args.nbgrader else write_student_editions
+    for path in write(args.outdir, load_book(args.manifest)):
+        print(path)
+    return 0
+
+
+def _grade(args: argparse.Namespace) -> int:
+    from .grading import grade_submission, grades_table, write_csv
+
+    book = load_book(args.manifest)
+    grades = []
+    for submission in args.submissions:
+        if not Path(submission).is_file():
+            raise FileNotFoundError(f"no such submission: {submission}")
+    for submission in args.submissions:
+        print(f"grading {submission} ...", file=sys.stderr, flush=True)
+        grades.append(grade_submission(submission, book, timeout=args.timeout, budget=args.budget))
+    print(grades_table(grades))
+    if args.csv:
+        write_csv(grades, args.csv)
+        print(f"wrote {args.csv}", file=sys.stderr)
+    return 0
+
+
+def _book(args: argparse.Namespace) -> int:
+    from .htmlbook import build_book
+
+    pages = build_book(args.out, load_book(args.manifest), execute=args.execute, budget=args.budget)
+    print(f"wrote {len(pages)} pages to {args.out}; open {Path(args.out) / 'index.html'}")
+    return 0
+
+
+def _add_teaching_parsers(sub) -> None:
+    p = sub.add_parser("student", help="write student editions of every chapter (solutions replaced by stubs)")
+    p.add_argument("outdir", help="folder for the student notebooks, e.g. _build/student")
+    p.add_argument("--nbgrader", action="store_true",
+                   help="instead, write nbgrader's source/ layout (solutions kept, hidden tests added) into OUTDIR")
+    p.add_argument("--manifest", default=None, help="path to book.toml (default: found from here)")
+    p.set_defaults(run=_student)
+    p = sub.add_parser("grade", help="grade submitted notebooks: each exercise's checker, a pass/fail table")
+    p.add_argument("submissions", nargs="+", metavar="SUBMISSION.ipynb", help="notebooks handed in by students")
+    p.add_argument("--timeout", type=float, default=600, help="seconds for one submission's cells, all together")
+    p.add_argument("--budget", choices=["smoke", "learner"], default="smoke",
+                   help="the lessons' budget in the grading kernel (smoke: short training runs)")
+    p.add_argument("--csv", default=None, help="also write one row per exercise to this CSV file")
+    p.add_argument("--manifest", default=None, help="path to book.toml (default: found from here)")
+    p.set_defaults(run=_grade)
+    p = sub.add_parser("book", help="build the course book, a static HTML site")
+    p.add_argument("--out", default="_build/book", help="output folder (default: _build/book)")
+    p.add_argument("--execute", action="store_true", help="run each notebook first (default: committed outputs)")
+    p.add_argument("--budget", choices=["smoke", "learner"], default="learner", help="budget for --execute")
+    p.add_argument("--manifest", default=None, help="path to book.toml (default: found from here)")
+    p.set_defaults(run=_book)
+
+
 def _add_train_parser(sub) -> None:
     p = sub.add_parser("train", help="train a U-Net denoiser (also under torchrun)")
     p.add_argument("--dataset", required=True, help="mnist5k, sklearn_digits, or a folder of images")
@@ -130,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--answers", action="store_true", help="include hints, answers and explanations")
     p.set_defaults(run=_quiz)
     _add_train_parser(sub)
+    _add_teaching_parsers(sub)
     args = parser.parse_args(argv)
     try:
         return args.run(args)

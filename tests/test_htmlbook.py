@@ -1,0 +1,244 @@
+import functools
+import html
+import http.server
+import os
+import pathlib
+import shutil
+import threading
+import time
+import urllib.request
+from html.parser import HTMLParser
+from typing import ClassVar
+
+import nbformat
+import pytest
+
+from diffusion_lessons.book import load_book
+from diffusion_lessons.cli import main
+from diffusion_lessons.htmlbook import WIDGET_STATE, WIDGET_VIEW, build_book, degrade_widgets, page_name
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+BOOK = load_book(ROOT / "book.toml")
+PAGES = ["index.html", *(page_name(c) for c in BOOK.chapters)]
+
+
+@pytest.fixture(scope="session")
+def built_book(tmp_path_factory) -> pathlib.Path:
+    """The course book, built once per session from the committed notebooks."""
+    out = tmp_path_factory.mktemp("book")
+    assert [p.name for p in build_book(out, BOOK)] == PAGES
+    return out
+
+
+class _Links(HTMLParser):
+    """Every href and src of a page, and every id."""
+
+    def __init__(self):
+        super().__init__()
+        self.links, self.ids = [], set()
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.ids.add(attrs.get("id"))
+        for key in ("href", "src"):
+            if attrs.get(key):
+                self.links.append((tag, attrs[key]))
+
+
+def _parse(page: pathlib.Path) -> _Links:
+    parser = _Links()
+    parser.feed(page.read_text(encoding="utf-8"))
+    return parser
+
+
+def test_landing_page_has_the_course_and_every_chapter(built_book):
+    text = html.unescape((built_book / "index.html").read_text(encoding="utf-8"))
+    assert f"<h1>{BOOK.title}</h1>" in text and BOOK.description in text
+    for chapter in BOOK.chapters:
+        assert f'href="{page_name(chapter)}"' in text and chapter.title in text
+        assert f"about {chapter.minutes:g} min on CPU" in text
+        assert all(o in text for o in chapter.objectives), chapter.objectives
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_has_contents_and_pager_and_only_local_links(built_book, page):
+    parsed = _parse(built_book / page)
+    text = (built_book / page).read_text(encoding="utf-8")
+    assert 'class="dl-toc"' in text and text.count('class="dl-pager"') == 2
+    i = PAGES.index(page)
+    hrefs = {link for tag, link in parsed.links if tag == "a"}
+    assert (i == 0 or PAGES[i - 1] in hrefs) and (i == len(PAGES) - 1 or PAGES[i + 1] in hrefs)
+    assert set(PAGES) <= hrefs  # the table of contents
+    for tag, link in parsed.links:
+        if tag in ("script", "link", "img") and not link.startswith("data:"):
+            assert not link.startswith(("http:", "https:", "//")), f"{page} loads {link} from the network"
+        if tag == "a" and link.startswith("#"):
+            assert link[1:] in parsed.ids, f"{page}: no anchor {link}"
+        elif not link.startswith(("data:", "http:", "https:", "#", "mailto:")):
+            assert (built_book / link.split("?")[0].split("#")[0]).is_file(), f"{page}: {link} does not resolve"
+    assert WIDGET_VIEW not in text and WIDGET_STATE not in text, "raw widget JSON on the page"
+
+
+def test_chapter_pages_fold_quiz_answers_and_solutions(built_book):
+    for chapter in BOOK.chapters:
+        text = (built_book / page_name(chapter)).read_text(encoding="utf-8")
+        nb = nbformat.read(BOOK.root / chapter.notebook, as_version=4)
+        has_outputs = any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
+        if chapter.quiz and has_outputs:
+            assert 'class="dl-quiz"' in text and "<details><summary>Answer</summary>" in text
+        if chapter.exercises:
+            assert '<details class="dl-solution">' in text
+        if '<h2 id="' in text:
+            assert '<ul class="dl-sections">' in text  # the chapter's sections in the table of contents
+
+
+def test_mathjax_ships_with_the_book(built_book):
+    assert (built_book / "_static" / "mathjax" / "MathJax.js").is_file()
+    assert (built_book / "_static" / "mathjax" / "config" / "TeX-AMS-MML_HTMLorMML-full.js").is_file()
+    assert (built_book / "_static" / "book.css").is_file()
+
+
+def _widget_notebook():
+    png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+    state = {
+        "box": {"model_name": "VBoxModel", "state": {"children": ["IPY_MODEL_slider", "IPY_MODEL_out"]}},
+        "slider": {"model_name": "IntSliderModel", "state": {"description": "t", "value": 200}},
+        "out": {"model_name": "OutputModel", "state": {"outputs": [
+            {"output_type": "display_data", "data": {"image/png": png, "text/plain": "<Figure>"}, "metadata": {}}]}},
+    }
+    view = {"model_id": "box", "version_major": 2, "version_minor": 0}
+    outputs = [
+        nbformat.v4.new_output("execute_result", {WIDGET_VIEW: view, "text/plain": "interactive(children=(IntS"}),
+        nbformat.v4.new_output("display_data", {WIDGET_VIEW: {"model_id": "bar"}, "text/plain": "100%|##| 9/9"}),
+        nbformat.v4.new_output("execute_result", {WIDGET_VIEW: {"model_id": "q"}, "text/html": "<div>quiz</div>",
+                                                  "text/plain": "Quiz(...)"}),
+        nbformat.v4.new_output("display_data", {WIDGET_VIEW: {"model_id": "gone"}, "text/plain": "VBox(children=()"}),
+    ]
+    nb = nbformat.v4.new_notebook(metadata={"widgets": {WIDGET_STATE: {"state": state}}})
+    nb.cells = [nbformat.v4.new_code_cell("slider()", outputs=outputs)]
+    return nb
+
+
+def test_widgets_degrade_to_their_static_fallbacks():
+    nb = _widget_notebook()
+    out = degrade_widgets(nb).cells[0].outputs
+    assert WIDGET_VIEW in nb.cells[0].outputs[0]["data"]  # the input is left alone
+    assert all(WIDGET_VIEW not in o.get("data", {}) for o in out)
+    note, picture, bar, quiz, gone = out
+    assert "saved at t = 200" in note["data"]["text/html"] and "image/png" in picture["data"]
+    assert bar["data"] == {"text/plain": "100%|##| 9/9"}  # a progress bar keeps its text
+    assert quiz["data"]["text/html"] == "<div>quiz</div>"
+    assert "needs a live kernel" in gone["data"]["text/html"]  # no saved state: just the note
+    assert "widgets" not in degrade_widgets(nb).metadata
+
+
+def test_cli_builds_a_small_book(tmp_path, capsys):
+    nb = nbformat.v4.new_notebook()
+    text = "# One\n\n## A section\n\nThe jump: $x_t = \\sqrt{\\bar\\alpha_t}\\,x_0$."
+    nb.cells = [nbformat.v4.new_markdown_cell(text),
+                nbformat.v4.new_code_cell("print(1)", outputs=[nbformat.v4.new_output("stream", text="1\n")])]
+    nbformat.write(nb, tmp_path / "one.ipynb")
+    (tmp_path / "book.toml").write_text('[book]\ntitle = "Tiny"\ndescription = "A test"\n[[chapters]]\n'
+                                        'notebook = "one.ipynb"\ntitle = "One"\nobjectives = ["x"]\nminutes = 1\n')
+    assert main(["book", "--out", str(tmp_path / "site"), "--manifest", str(tmp_path / "book.toml")]) == 0
+    assert "wrote 2 pages" in capsys.readouterr().out
+    page = (tmp_path / "site" / "one.html").read_text(encoding="utf-8")
+    assert "$x_t = \\sqrt{\\bar\\alpha_t}\\,x_0$" in page and 'href="#A-section"' in page
+
+
+# ------------------------------------------------------------------ in a real browser
+class _Server(http.server.SimpleHTTPRequestHandler):
+    failed: ClassVar[list[str]] = []  # the paths the browser asked for that were not there
+
+    def log_message(self, format, *args):
+        pass
+
+    def log_error(self, format, *args):
+        self.failed.append(self.path)
+
+
+class _QuietServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        pass  # the browser dropping a connection it no longer needs (on leaving a page) is no failure
+
+
+def _chrome(profile: pathlib.Path):
+    """Headless Chromium (Debian's chromium + chromium-driver), or a skip saying what is missing."""
+    browser = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)),
+                   None)
+    driver = shutil.which("chromedriver")
+    if browser is None or driver is None:
+        pytest.skip("no headless browser: install Debian's chromium and chromium-driver (.ci/run does)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1280,900", f"--user-data-dir={profile}"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console messages, uncaught errors included
+    # get() returns at once and the test polls, in short commands: a chapter page is 1-2 MB of inline
+    # figures, and on a busy machine loading it can outlast the driver's 120 s limit for one command
+    options.page_load_strategy = "none"
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+PAGE_STATE = """
+const math = Array.from(document.querySelectorAll('script[type^="math/tex"]'));
+return {
+  images: Array.from(document.querySelectorAll('.jp-OutputArea-output img')).map(i => i.complete && i.naturalWidth),
+  math: math.length,
+  typeset: math.filter(s => document.getElementById(s.id + '-Frame')).length,
+  mathErrors: document.querySelectorAll('.MathJax_Error, merror').length,
+  links: Array.from(document.querySelectorAll('a[href]')).map(a => a.getAttribute('href')),
+  ids: Array.from(document.querySelectorAll('[id]')).map(e => e.id),
+};
+"""
+
+
+def test_book_in_headless_chromium(built_book, tmp_path):
+    """Every page loads without console errors, its links resolve, its figures show and its math is typeset."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    start = time.perf_counter()
+    server = _QuietServer(("127.0.0.1", 0), functools.partial(_Server, directory=str(built_book)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}/"
+    shots = pathlib.Path(os.environ.get("DIFFUSION_LESSONS_SCREENSHOTS", tmp_path))
+    chrome = _chrome(tmp_path / "profile")
+    try:
+        for page in PAGES:
+            url = base + page
+            chrome.get(url)
+            WebDriverWait(chrome, 900, poll_frequency=1).until(lambda c, url=url: c.execute_script(
+                "return location.href === arguments[0] && document.readyState === 'complete'"
+                " && document.documentElement.dataset.mathjax === 'done'", url))
+            state = chrome.execute_script(PAGE_STATE)
+            errors = [e["message"] for e in chrome.get_log("browser") if e["level"] == "SEVERE"]
+            assert errors == [], f"{page}: {errors}"
+            assert all(state["images"]), f"{page}: a figure did not load: {state['images']}"
+            if page != "index.html":
+                nb = nbformat.read(BOOK.root / BOOK.chapters[PAGES.index(page) - 1].notebook, as_version=4)
+                pngs = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code"
+                           for o in c.outputs)
+                assert len(state["images"]) >= min(pngs, 1), f"{page}: no figures shown"
+                dollars = any("$" in c.source for c in nb.cells if c.cell_type == "markdown")
+                assert state["math"] > 0 or not dollars, f"{page}: no math typeset"
+            assert state["typeset"] == state["math"] and state["mathErrors"] == 0, f"{page}: math not typeset"
+            for link in state["links"]:
+                if link.startswith("#"):
+                    assert link[1:] in state["ids"], f"{page}: anchor {link} leads nowhere"
+                elif not link.startswith(("http:", "https:", "data:")):
+                    with urllib.request.urlopen(base + link) as reply:
+                        assert reply.status == 200, f"{page}: {link}"
+            if page == PAGES[1]:  # the first chapter, at its first figure
+                chrome.execute_script("const img = document.querySelector('.jp-OutputArea-output img');"
+                                      "if (img) img.scrollIntoView({block: 'end'}); window.scrollBy(0, 80);")
+            if page in ("index.html", PAGES[1]):
+                chrome.save_screenshot(str(shots / f"book_{pathlib.Path(page).stem}.png"))
+        assert _Server.failed == [], f"missing files: {_Server.failed}"
+    finally:
+        chrome.quit()
+        server.shutdown()
+    print(f"\nbrowser test: {len(PAGES)} pages in {time.perf_counter() - start:.1f} s")
