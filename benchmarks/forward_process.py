@@ -10,20 +10,12 @@ Uses torch.utils.benchmark, which warms up and repeats until the estimate is sta
 from __future__ import annotations
 
 import argparse
-import platform
 
 import torch
 from torch.utils import benchmark
 
 import diffusion_lessons as dl
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
+from diffusion_lessons.runtime import cpu_name
 
 
 def main() -> None:

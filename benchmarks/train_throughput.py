@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -43,6 +42,7 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
+from diffusion_lessons.runtime import cpu_name
 from diffusion_lessons.schedules import NoiseSchedule
 from diffusion_lessons.training import TrainConfig, diffusion_loss
 from diffusion_lessons.unet import UNet, UNetConfig, count_parameters
@@ -124,13 +124,6 @@ def diffusers_unet(c: UNetConfig) -> DiffusersUNet:
     )
     return DiffusersUNet(unet, null_label=c.num_classes)
 
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def machine_name(device: torch.device) -> str:

@@ -52,7 +52,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import shlex
 import sys
 import time
@@ -66,6 +65,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .data import mnist5k
+from .runtime import cpu_name
 from .training import save_atomic
 
 __all__ = [
@@ -303,13 +303,7 @@ def _accuracy(net: nn.Module, x: Tensor, y: Tensor) -> float:
 
 
 def _describe_machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{os.cpu_count()}-core {cpu} CPU, torch {torch.__version__}"
+    return f"{os.cpu_count()}-core {cpu_name()} CPU, torch {torch.__version__}"
 
 
 def train_classifier(

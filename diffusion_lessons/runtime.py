@@ -8,11 +8,12 @@ notebook to its smallest budget (CI uses it for long lessons); the default is
 from __future__ import annotations
 
 import os
+import platform
 from typing import TypeVar
 
 import torch
 
-__all__ = ["budget", "default_device", "is_smoke"]
+__all__ = ["budget", "cpu_name", "default_device", "is_smoke"]
 
 T = TypeVar("T")
 BUDGET_VARIABLE = "DIFFUSION_LESSONS_BUDGET"
@@ -38,3 +39,12 @@ def default_device() -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def cpu_name() -> str:
+    """The CPU's model name (e.g. "AMD EPYC 7B13"), for benchmark results and model cards."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()

@@ -320,9 +320,12 @@ class MLPDenoiser(nn.Module):
         return self.out(h)  # (B, dim)
 
 
-def count_parameters(module: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters; with ``trainable_only``, only those with ``requires_grad``.
+
+    All of them by default, so that a frozen model (``pretrained()`` returns one) counts too.
+    """
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
 def shape_trace(

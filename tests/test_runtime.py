@@ -22,3 +22,10 @@ def test_default_device_prefers_cuda_then_mps_then_cpu(monkeypatch):
     assert default_device() == torch.device("mps")
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     assert default_device() == torch.device("cpu")
+
+
+def test_cpu_name_names_the_processor():
+    from diffusion_lessons.runtime import cpu_name
+
+    name = cpu_name()
+    assert isinstance(name, str) and name.strip() and "\n" not in name

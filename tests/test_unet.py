@@ -126,3 +126,13 @@ def test_attention_is_softmax_attention_over_pixels_per_head():
     weights = torch.softmax(q.transpose(-1, -2) @ k / 8**0.5, dim=-1)  # (B, heads, HW, HW)
     out = (v @ weights.transpose(-1, -2)).reshape(2, 32, 5, 6)  # (B, C, H, W)
     torch.testing.assert_close(attn(x), x + attn.proj(out), rtol=1e-4, atol=1e-5)
+
+
+def test_count_parameters_counts_frozen_models_unless_asked_for_trainable_only():
+    model = UNet(UNetConfig(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_resolutions=()))
+    total = sum(p.numel() for p in model.parameters())
+    model.requires_grad_(False)
+    assert count_parameters(model) == total > 0
+    assert count_parameters(model, trainable_only=True) == 0
+    next(model.parameters()).requires_grad_(True)  # one tensor thawed
+    assert 0 < count_parameters(model, trainable_only=True) < total
