@@ -124,10 +124,12 @@ def test_ddim_eta_zero_is_deterministic_and_invertible(gen):
     assert (a - x0).norm(dim=1).median().item() < 0.05  # recovered up to discretisation error
 
 
-@pytest.mark.parametrize("sampler, steps", [(ddim_sample, 50), (dpm_solver_sample, 20)])
-def test_samplers_recover_a_known_mixture(sampler, steps, gen):
+@pytest.mark.parametrize("sampler, steps, eta", [(ddim_sample, 50, 0.0), (dpm_solver_sample, 20, 0.0),
+                                                (dpm_solver_sample, 20, 1.0)])
+def test_samplers_recover_a_known_mixture(sampler, steps, eta, gen):
     s = dl.NoiseSchedule.cosine(T=1000)
-    out = sampler(MixtureEps(s), torch.randn(2000, 2, generator=gen), s, steps=steps, generator=gen, clip_x0=False)
+    x_T = torch.randn(2000, 2, generator=gen)
+    out = sampler(MixtureEps(s), x_T, s, steps=steps, eta=eta, generator=gen, clip_x0=False)
     # samples sit on the modes (the data's median distance to its mode is TRUE_DISTANCE, 0.059);
     # few-step ODE solvers concentrate them somewhat, as tight modes make the ODE stiff
     assert 0.5 * TRUE_DISTANCE < _ring_distance(out) < 1.2 * TRUE_DISTANCE
@@ -162,6 +164,20 @@ def test_dpm_solver_converges_faster_than_ddim(gen):
     assert err["ddim_sample", 16] / err["ddim_sample", 32] < 2.5  # ~2 for order 1
 
 
+def test_stochastic_dpm_solver_first_order_steps_are_ddim_eta_one(gen):
+    """With 3 steps every DPM-Solver++ step is first order; at η = 1 each is then the DDPM posterior
+    step from t to t_prev (DDIM with η = 1), drawing the same noise in the same order."""
+    s = dl.NoiseSchedule.cosine(T=1000)
+    x_T = torch.randn(500, 2, generator=gen)
+    a, b = (f(MixtureEps(s), x_T, s, steps=3, eta=1.0, generator=torch.Generator().manual_seed(7), clip_x0=False)
+            for f in (dpm_solver_sample, ddim_sample))
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    c = dpm_solver_sample(MixtureEps(s), x_T, s, steps=3, eta=1.0, generator=torch.Generator().manual_seed(8))
+    assert not torch.allclose(a, c)  # the noise matters: another seed, other samples
+    x0 = dpm_solver_sample(MixtureEps(s), x_T, s, steps=3, generator=torch.Generator().manual_seed(8))
+    assert torch.equal(x0, dpm_solver_sample(MixtureEps(s), x_T, s, steps=3))  # η = 0 ignores the generator
+
+
 def test_sampler_errors():
     s = dl.NoiseSchedule.linear(T=50)
     x = torch.randn(2, 2)
@@ -173,6 +189,8 @@ def test_sampler_errors():
         ddim_step(x, 5, 5, x, s)
     with pytest.raises(ValueError, match="steps must be an integer"):
         dpm_solver_sample(MixtureEps(s), x, s, steps=0)
+    with pytest.raises(ValueError, match="eta must be >= 0"):
+        dpm_solver_sample(MixtureEps(s), x, s, steps=10, eta=-1.0)
 
 
 @pytest.mark.parametrize("sampler", [ddpm_sample, ddim_sample, dpm_solver_sample])
