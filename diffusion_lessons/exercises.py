@@ -29,7 +29,9 @@ from .schedules import NoiseSchedule, cosine_betas
 __all__ = [
     "CheckResult",
     "check_cosine_schedule",
+    "check_ddpm_step",
     "check_diffusion_loss",
+    "check_guided_eps",
     "check_markov_step",
     "check_q_sample",
     "check_sinusoidal_embedding",
@@ -449,3 +451,166 @@ def check_diffusion_loss(fn: Callable[[torch.nn.Module, Tensor, NoiseSchedule], 
                             "the model's output and the noise: use `F.mse_loss(model(x_t, t), noise)`.")
     return _loss_result("failed", "the model's input is not x0 noised with a standard normal ε at the steps t "
                         "it was given. Make it with `dl.q_sample(x0, t, s, noise)`, noise = torch.randn_like(x0).")
+
+
+# ------------------------------------------------------------------ ddpm_step
+def _ddpm_variant(eps: Tensor, t: int, x: Tensor, s: NoiseSchedule, z: Tensor, *, divide_by: str = "sqrt_alpha",
+                  eps_coef: str = "right", eps_sign: float = -1.0, noise_sign: float = 1.0,
+                  sigma: str = "sqrt_beta_tilde", guard: bool = True) -> Tensor:
+    """Algorithm 2's step with one piece swapped for a mistaken one (the default is the right step)."""
+    beta, alpha, alpha_bar = _coef(s.betas, t), _coef(s.alphas, t), _coef(s.alpha_bars, t)
+    beta_tilde = _coef(s.posterior_variance, t)
+    denom = {"sqrt_alpha": math.sqrt(alpha), "alpha": alpha, "sqrt_alpha_bar": math.sqrt(alpha_bar)}[divide_by]
+    coef = {"right": beta / math.sqrt(1 - alpha_bar), "no_sqrt": beta / (1 - alpha_bar),
+            "one_minus_alpha_bar": math.sqrt(1 - alpha_bar)}[eps_coef]
+    std = {"sqrt_beta_tilde": math.sqrt(beta_tilde), "sqrt_beta": math.sqrt(beta), "beta_tilde": beta_tilde,
+           "zero": 0.0}[sigma]
+    if guard and t == 0:
+        std = 0.0
+    return (x + eps_sign * coef * eps) / denom + noise_sign * std * z
+
+
+def _ddpm_shifted(eps: Tensor, t: int, x: Tensor, s: NoiseSchedule, z: Tensor, shift: int) -> Tensor:
+    from .sampling import ddpm_step
+
+    return ddpm_step(eps, t + shift, x, s, noise=z)
+
+
+_DDPM_STEP_MISTAKES = [
+    Mistake("no_sqrt_on_alpha", lambda e, t, x, s, z: _ddpm_variant(e, t, x, s, z, divide_by="alpha"),
+            "you divided by α_t; the step divides by its square root √α_t. The forward step shrank the signal "
+            "by √(1-β_t) = √α_t, so the reverse step scales it back up by 1/√α_t."),
+    Mistake("alpha_bar_for_alpha", lambda e, t, x, s, z: _ddpm_variant(e, t, x, s, z, divide_by="sqrt_alpha_bar"),
+            "you divided by √ᾱ_t, the factor that undoes the whole jump from x_0 (x̂_0's formula). One reverse "
+            "step undoes one forward step, which shrank the signal by √α_t: divide by √α_t (`s.alphas[t]`)."),
+    Mistake("eps_added", lambda e, t, x, s, z: _ddpm_variant(e, t, x, s, z, eps_sign=1.0),
+            "the predicted noise is added; the step *removes* it: x_t - β_t/√(1-ᾱ_t)·ε̂, a minus sign."),
+    Mistake("noise_subtracted", lambda e, t, x, s, z: _ddpm_variant(e, t, x, s, z, noise_sign=-1.0),
+            "the fresh noise z is subtracted. -σ_t·z has the same distribution as +σ_t·z, but write + σ_t·z "
+            "so your result matches the noise you were given."),
+    Mistake("eps_coef_no_sqrt", lambda e, t, x, s, z: _ddpm_variant(e, t, x, s, z, eps_coef="no_sqrt"),
+            "ε̂ is scaled by β_t/(1-ᾱ_t); the coefficient is β_t/√(1-ᾱ_t), with a square root: ε̂ is the "
+            "noise of unit variance, and √(1-ᾱ_t)·ε̂ is how much of it x_t holds."),
+    Mistake("one_minus_alpha_bar_for_beta",
+            lambda e, t, x, s, z: _ddpm_variant(e, t, x, s, z, eps_coef="one_minus_alpha_bar"),
+            "ε̂ is scaled by (1-ᾱ_t)/√(1-ᾱ_t) = √(1-ᾱ_t): you used 1-ᾱ_t where β_t = 1-α_t belongs. Removing "
+            "all of √(1-ᾱ_t)·ε̂ would jump to x_0 in one go; one step removes only β_t/√(1-ᾱ_t) of it."),
+    Mistake("beta_for_beta_tilde", lambda e, t, x, s, z: _ddpm_variant(e, t, x, s, z, sigma="sqrt_beta"),
+            "your noise has σ_t² = β_t. That is Ho et al.'s other choice, and it samples about as well, but this "
+            "exercise (and `ddpm_step`'s default) uses the posterior's variance σ_t² = β̃_t = "
+            "`s.posterior_variance[t]`."),
+    Mistake("variance_not_sqrt", lambda e, t, x, s, z: _ddpm_variant(e, t, x, s, z, sigma="beta_tilde"),
+            "z is scaled by β̃_t, a *variance*; scale it by the standard deviation σ_t = √β̃_t."),
+    Mistake("no_noise", lambda e, t, x, s, z: _ddpm_variant(e, t, x, s, z, sigma="zero"),
+            "no noise is added: for t > 0 the step adds fresh noise σ_t·z (σ_t = √β̃_t). Without it, every "
+            "step moves to the average of the images that could have led to x_t, and samples come out "
+            "smooth and blurred."),
+    Mistake("t_off_by_one_low", lambda e, t, x, s, z: _ddpm_shifted(e, t, x, s, z, -1),
+            "you used the coefficients at index t-1. Steps are 0-based here: betas[t], alphas[t], "
+            "alpha_bars[t] belong to step t."),
+    Mistake("t_off_by_one_high", lambda e, t, x, s, z: _ddpm_shifted(e, t, x, s, z, 1),
+            "you used the coefficients at index t+1. Steps are 0-based here: betas[t], alphas[t], "
+            "alpha_bars[t] belong to step t."),
+]
+_NOISE_AT_LAST_STEP = (
+    "at the last step (t = 0) your result is the right mean plus {c:.3g}·z: Algorithm 2 adds no noise there "
+    "(z = 0 when t = 0), so the last step returns the mean, the model's best guess of the clean image. "
+    "(β̃_0 is exactly 0, since ᾱ_{{-1}} = 1; beware that `s.alpha_bars[t - 1]` at t = 0 reads alpha_bars[-1], "
+    "the *last* entry. Use `s.posterior_variance[t]`, or add the noise only `if t > 0`.)"
+)
+
+
+def _ddpm_step_inputs(seed: int | None) -> list[tuple]:
+    """(eps, t, x_t, s, noise) tuples: three with t in [1, T-2], then one with t = 0 (the last step)."""
+    g = _generator(seed)
+    out = []
+    for shape in [(16, 2), (4, 1, 5, 5), (8, 3, 4, 4), (6, 1, 4, 4)]:
+        T = int(torch.randint(10, 30, (), generator=g))
+        s = NoiseSchedule(0.02 + 0.28 * torch.rand(T, generator=g, dtype=torch.float64), name="random")
+        t = int(torch.randint(1, T - 1, (), generator=g)) if len(out) < 3 else 0
+        x, eps, noise = (torch.randn(shape, generator=g) for _ in range(3))
+        out.append((eps, t, x, s, noise))
+    return out
+
+
+def check_ddpm_step(fn: Callable[[Tensor, int, Tensor, NoiseSchedule, Tensor], Tensor],
+                    seed: int | None = None) -> CheckResult:
+    """Check ``fn(eps, t, x_t, s, noise) -> x_{t-1}``, one step of Ho et al.'s Algorithm 2, t an int:
+
+    x_{t-1} = 1/√α_t · (x_t - β_t/√(1-ᾱ_t) · ε) + σ_t·z, σ_t² = β̃_t, and no noise at t = 0
+    (``sampling.ddpm_step`` with its default variance). Lesson: notebooks/05_sampling.ipynb
+    """
+    from .sampling import ddpm_step
+
+    def reference(eps: Tensor, t: int, x: Tensor, s: NoiseSchedule, z: Tensor) -> Tensor:
+        return ddpm_step(eps, t, x, s, noise=z)
+
+    inputs = _ddpm_step_inputs(seed)
+    result = _check("ddpm_step", fn, reference, _DDPM_STEP_MISTAKES, inputs[:3])
+    if not result:
+        return result
+    last = _check("ddpm_step", fn, reference, _DDPM_STEP_MISTAKES, inputs[3:])
+    if last.status == "failed" and last.mistake is None:
+        # right for t > 0 but not at t = 0: is the difference a multiple of the noise z?
+        eps, t, x, s, z = inputs[3]
+        diff = (torch.as_tensor(fn(eps, t, x, s, z)).double() - reference(eps, t, x, s, z).double()).flatten()
+        c = (diff @ z.double().flatten() / (z.double().flatten() @ z.double().flatten())).item()
+        if abs(c) > 1e-4 and torch.allclose(diff, c * z.double().flatten(), rtol=1e-4, atol=1e-5):
+            return CheckResult("ddpm_step", "failed", _NOISE_AT_LAST_STEP.format(c=c), "noise_at_last_step")
+    if not last:
+        return last
+    return CheckResult("ddpm_step", "passed", f"correct on {len(inputs)} random tests, the last step (t = 0) "
+                       "included.")
+
+
+# ------------------------------------------------------------ guided noise estimate
+def _guided(eps_cond: Tensor, eps_uncond: Tensor, w: float) -> Tensor:
+    """ε̃ = ε_uncond + w·(ε_cond − ε_uncond): the combination ``sampling.guided_eps`` makes."""
+    return eps_uncond + w * (eps_cond - eps_uncond)
+
+
+_GUIDED_MISTAKES = [
+    Mistake("swapped", lambda c, u, w: _guided(u, c, w),
+            "ε_cond and ε_uncond are swapped: start from the *unconditional* estimate and move towards "
+            "the conditional one, ε_uncond + w·(ε_cond − ε_uncond). With w = 1 you must get ε_cond back."),
+    Mistake("one_plus_w", lambda c, u, w: _guided(c, u, 1 + w),
+            "you used Ho & Salimans' convention, (1+w)·ε_cond − w·ε_uncond, with this course's w. Here w "
+            "is the factor on the difference itself: ε_uncond + w·(ε_cond − ε_uncond), so that w = 1 is the "
+            "plain conditional model (their w = 0) and w = 0 the unconditional one."),
+    Mistake("difference_not_taken", lambda c, u, w: u + w * c,
+            "you added w·ε_cond to ε_uncond without subtracting ε_uncond from it. Guidance scales the "
+            "*difference* ε_cond − ε_uncond, the direction that the label adds."),
+    Mistake("scaled_cond_only", lambda c, u, w: w * c,
+            "you scaled ε_cond by w and left ε_uncond out. Scaling a noise estimate only changes its "
+            "size, not its direction: guidance moves along ε_cond − ε_uncond, starting from ε_uncond."),
+    Mistake("base_missing", lambda c, u, w: w * (c - u),
+            "you returned only w·(ε_cond − ε_uncond), the push of the label. Add it to the unconditional "
+            "estimate: ε_uncond + w·(ε_cond − ε_uncond)."),
+    Mistake("sign_flipped", lambda c, u, w: _guided(c, u, -w),
+            "the sign is flipped: ε_uncond − w·(ε_cond − ε_uncond) pushes *away* from the label. "
+            "It is ε_uncond **+** w·(ε_cond − ε_uncond)."),
+]
+
+
+def check_guided_eps(fn: Callable[[Tensor, Tensor, float], Tensor], seed: int | None = None) -> CheckResult:
+    """Check ``fn(eps_cond, eps_uncond, w) -> ε̃ = ε_uncond + w·(ε_cond − ε_uncond)``, w a float.
+
+    w = 1 gives the conditional estimate, w = 0 the unconditional one (this course's
+    convention; Ho & Salimans 2022 write (1+w)·ε_cond − w·ε_uncond, so their w is ours − 1).
+    Tested at a large w, a w in (0, 1), and at w = 1 and w = 0.
+
+    Lesson: notebooks/06_guidance.ipynb
+    """
+    if not callable(fn):
+        raise ValueError(f"pass your function itself to the checker, got {type(fn).__name__}")
+    g = _generator(seed)
+    ws = [round(1.5 + 6.5 * torch.rand((), generator=g).item(), 2),  # strong guidance, in [1.5, 8]
+          round(0.1 + 0.3 * torch.rand((), generator=g).item(), 2), 1.0, 0.0]  # weak; plain conditional; none
+    shapes = [(4, 1, 6, 6), (8, 1, 5, 5), (2, 3, 4, 4), (3, 1, 7, 7)]
+    inputs = [(torch.randn(shape, generator=g), torch.randn(shape, generator=g), w)
+              for shape, w in zip(shapes, ws, strict=True)]
+
+    def on_copies(c: Tensor, u: Tensor, w: float) -> Tensor:  # an in-place answer must not change the inputs
+        return fn(c.clone(), u.clone(), w)
+
+    return _check("guided_eps", on_copies, _guided, _GUIDED_MISTAKES, inputs)
