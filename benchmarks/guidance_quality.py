@@ -21,7 +21,7 @@ recommended scale (median of a few runs, wall and CPU seconds). ``--timing-only`
 (e.g. for the 50-step DDIM sampler, ``--timing-only --sampler ddim``, or on a quieter machine) and adds it to
 the results file, one entry per sampler, thread count and scale.
 
-Writes a Markdown table to stdout and everything to ``benchmarks/results/guidance_quality.json``,
+Writes a Markdown table to stdout and everything to ``diffusion_lessons/results/guidance_quality.json``,
 which lesson 06 reads and plots.
 """
 
@@ -40,11 +40,11 @@ from torch import Tensor
 
 from diffusion_lessons import metrics
 from diffusion_lessons.data import mnist5k
-from diffusion_lessons.pretrained import pretrained
+from diffusion_lessons.pretrained import RESULTS_DIR, pretrained
 from diffusion_lessons.runtime import cpu_name
 from diffusion_lessons.sampling import ddim_sample, dpm_solver_sample
 
-RESULTS = Path(__file__).resolve().parent / "results" / "guidance_quality.json"
+RESULTS = RESULTS_DIR / "guidance_quality.json"  # shipped in the package: lesson 06 reads it
 AGREEMENT_TARGET = 0.98  # the shipped model's target: conditional samples agree with their labels
 
 

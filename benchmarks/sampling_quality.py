@@ -1,7 +1,7 @@
 """Steps vs quality (lesson 05): the shipped MNIST model sampled by DDPM, DDIM and DPM-Solver++(2M), measured.
 
     .venv/bin/python benchmarks/sampling_quality.py [--n 500] [--batch 250] [--seed 0] [--threads N]
-        [--samplers ddpm:1000 ddim:10 ...] [--out benchmarks/results/sampling_quality.json] [--merge]
+        [--samplers ddpm:1000 ddim:10 ...] [--out diffusion_lessons/results/sampling_quality.json] [--merge]
 
 Every sampler starts from the same seeded noise x_T (N, 1, 28, 28) and is asked for the
 same labels, ``arange(N) % 10`` at guidance 1.0: the plain class-conditional model, one
@@ -42,10 +42,10 @@ import torch
 
 import diffusion_lessons as dl
 from diffusion_lessons import metrics, sampling
-from diffusion_lessons.pretrained import pretrained
+from diffusion_lessons.pretrained import RESULTS_DIR, pretrained
 from diffusion_lessons.runtime import cpu_name
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "sampling_quality.json"
+DEFAULT_OUT = RESULTS_DIR / "sampling_quality.json"  # shipped in the package: lesson 05 reads it
 DEFAULT_SAMPLERS = ["dpm:10", "dpm:20", "dpm1:10", "dpm1:20", "ddim:10", "ddim:20", "ddim:50", "ddim:100", "ddim1:20",
                     "ddim1:50", "ddpm:1000"]  # cheap ones first
 NAMES = {"ddpm": "DDPM (ancestral, σ²=β̃)", "ddim": "DDIM η=0", "ddim1": "DDIM η=1", "dpm": "DPM-Solver++(2M)",

@@ -69,3 +69,14 @@ def test_shipped_mnist_model_loads_offline_and_its_digits_match_their_labels():
                           guidance=p.card["guidance_scale"])
     assert x.shape == (20, 1, 28, 28) and x.abs().max() <= 1.0 + 1e-5
     assert metrics.label_agreement(x, y) >= 0.9  # the shipped classifier reads them as their labels
+
+
+def test_the_lessons_benchmark_results_ship_with_the_package():
+    from diffusion_lessons.pretrained import benchmark_results
+
+    quality = benchmark_results("sampling_quality")
+    assert {(r["kind"], r["steps"]) for r in quality["rows"]} >= {("ddpm", 1000), ("ddim", 20), ("dpm1", 20)}
+    guidance = benchmark_results("guidance_quality")
+    assert [r["w"] for r in guidance["rows"]][:2] == [0, 1] and guidance["recommended_w"] > 1
+    with pytest.raises(ValueError, match=r"no shipped benchmark results named 'fid'.*sampling_quality"):
+        benchmark_results("fid")
