@@ -43,10 +43,17 @@ from diffusion_lessons.data import mnist5k
 from diffusion_lessons.pretrained import RESULTS_DIR, pretrained
 from diffusion_lessons.runtime import cpu_name
 from diffusion_lessons.sampling import ddim_sample, dpm_solver_sample
+from diffusion_lessons.training import write_atomic
 
 RESULTS = RESULTS_DIR / "guidance_quality.json"  # shipped in the package: lesson 06 reads it
 AGREEMENT_TARGET = 0.98  # the shipped model's target: conditional samples agree with their labels
 
+
+
+def write_json(path: Path, result: dict) -> None:
+    """The results file, written atomically: a run killed mid-write leaves the shipped file whole."""
+    text = json.dumps(result, indent=2) + "\n"
+    write_atomic(path, lambda f: f.write(text.encode()))
 
 
 def sample(model, s, x_T: Tensor, labels: Tensor | None, w: float, sampler: str, steps: int,
@@ -161,7 +168,7 @@ def main() -> None:
         same = (timing["sampler"], timing["threads"], timing["w"])
         result["timing_64"] = [t for t in result["timing_64"]
                                if (t["sampler"], t["threads"], t["w"]) != same] + [timing]
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.out, result)
         print(describe_timing(timing))
         return
     labels = torch.arange(args.n) % 10  # (N,) 0, 1, ..., 9, 0, 1, ...: balanced like the reference set
@@ -232,8 +239,7 @@ def main() -> None:
         "unconditional_histogram": unconditional["histogram"] if unconditional else None,
         "timing_64": timings,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     print(f"\nwrote {args.out}")
 
 

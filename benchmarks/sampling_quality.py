@@ -33,7 +33,6 @@ import json
 import os
 import shlex
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,6 +43,7 @@ import diffusion_lessons as dl
 from diffusion_lessons import metrics, sampling
 from diffusion_lessons.pretrained import RESULTS_DIR, pretrained
 from diffusion_lessons.runtime import cpu_name
+from diffusion_lessons.training import write_atomic
 
 DEFAULT_OUT = RESULTS_DIR / "sampling_quality.json"  # shipped in the package: lesson 05 reads it
 DEFAULT_SAMPLERS = ["dpm:10", "dpm:20", "dpm1:10", "dpm1:20", "ddim:10", "ddim:20", "ddim:50", "ddim:100", "ddim1:20",
@@ -97,13 +97,8 @@ def real_digits(n: int, y: torch.Tensor) -> torch.Tensor:
 
 
 def write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1, ensure_ascii=False)
-        f.write("\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    text = json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+    write_atomic(path, lambda f: f.write(text.encode()))
 
 
 def markdown_table(results: dict) -> str:

@@ -30,7 +30,6 @@ import copy
 import csv
 import json
 import math
-import os
 import re
 import subprocess
 import tempfile
@@ -43,8 +42,8 @@ import nbformat
 from nbformat import NotebookNode
 
 from .book import Book, Chapter, load_book
-from .runtime import BUDGET_VARIABLE
-from .student import SOLUTION_TAG
+from .runtime import kernel_env
+from .student import _BEGIN_WORDS, SOLUTION_TAG
 
 __all__ = ["STATUSES", "Exercise", "ExerciseResult", "Grade", "find_exercises", "grade_submission",
            "grades_table", "write_csv"]
@@ -111,7 +110,7 @@ def _python_source(source: str) -> ast.Module | None:
 def _is_solution_cell(cell: NotebookNode) -> bool:
     return (SOLUTION_TAG in cell.get("metadata", {}).get("tags", [])
             or cell.get("metadata", {}).get("nbgrader", {}).get("solution", False)
-            or "BEGIN SOLUTION" in cell.source)
+            or _BEGIN_WORDS in cell.source)
 
 
 def find_exercises(nb: NotebookNode) -> list[Exercise]:
@@ -237,7 +236,7 @@ def grade_submission(path: str | Path, book: Book | None = None, timeout: float 
     first_grading_cell = len(nb.cells)
     nb.cells.append(nbformat.v4.new_code_cell(_grading_setup()))
     nb.cells += [nbformat.v4.new_code_cell(_grading_cell(e)) for e in exercises]
-    env = {**os.environ, BUDGET_VARIABLE: budget, "MPLBACKEND": "Agg"}
+    env = kernel_env(budget)
     note, errors, results = "", [], {}
     with tempfile.TemporaryDirectory(prefix="dl_grade_") as workdir:
         client = NotebookClient(nb, kernel_name=kernel_name, allow_errors=True, interrupt_on_timeout=True,

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import html
-import os
 import re
 import shutil
 import sys
@@ -33,7 +32,7 @@ import nbformat
 from nbformat import NotebookNode
 
 from .book import Book, Chapter, load_book
-from .runtime import BUDGET_VARIABLE
+from .runtime import kernel_env
 
 __all__ = ["TEMPLATES", "build_book", "degrade_widgets", "page_name"]
 
@@ -176,7 +175,7 @@ def _copy_static(out: Path) -> None:
 def _execute(nb: NotebookNode, path: Path, budget: str) -> NotebookNode:
     from nbclient import NotebookClient
 
-    env = {**os.environ, BUDGET_VARIABLE: budget, "MPLBACKEND": "Agg"}
+    env = kernel_env(budget)
     client = NotebookClient(nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
     return client.execute(env=env)
 

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import torch
 
-__all__ = ["budget", "cpu_name", "default_device", "is_smoke"]
+__all__ = ["budget", "cpu_name", "default_device", "is_smoke", "kernel_env"]
 
 T = TypeVar("T")
 BUDGET_VARIABLE = "DIFFUSION_LESSONS_BUDGET"
@@ -30,6 +30,12 @@ def is_smoke() -> bool:
 def budget(learner: T, smoke: T) -> T:
     """``learner`` normally, ``smoke`` under the CI smoke budget: ``steps = budget(2000, 50)``."""
     return smoke if is_smoke() else learner
+
+
+def kernel_env(budget: str) -> dict[str, str]:
+    """The environment for a kernel that runs a lesson notebook: this process's, with the lessons' budget
+    ("learner" or "smoke") and matplotlib's non-interactive backend."""
+    return {**os.environ, BUDGET_VARIABLE: budget, "MPLBACKEND": "Agg"}
 
 
 def default_device() -> torch.device:

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 import torch.distributed as dist
@@ -160,8 +161,8 @@ class Checkpoint:
     rng: dict  # the trainer's generator (t, ε, label dropout) and torch's / CUDA's (dropout)
 
 
-def save_atomic(obj: object, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace``.
+def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
+    """``write(f)`` to a temporary file in the same folder, fsync, then ``os.replace`` it onto ``path``.
 
     A crash or a kill mid-write leaves the previous file intact, never a half-written one.
     """
@@ -171,9 +172,9 @@ def save_atomic(obj: object, path: str | Path) -> Path:
     umask = os.umask(0)
     os.umask(umask)
     try:
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a checkpoint is an ordinary file
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the result is an ordinary file
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)  # atomic on POSIX and Windows
@@ -181,6 +182,11 @@ def save_atomic(obj: object, path: str | Path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def save_atomic(obj: object, path: str | Path) -> Path:
+    """``torch.save`` through ``write_atomic``: checkpoints, exported weights, the classifier."""
+    return write_atomic(path, lambda f: torch.save(obj, f))
 
 
 def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
