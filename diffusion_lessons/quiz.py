@@ -10,13 +10,40 @@ recall. Teachers extend a quiz by adding entries; ``load_quiz`` checks the forma
 In Jupyter a ``Quiz`` displays as a widget (pick an option, check it, ask for a
 hint, reveal a card); anywhere else, e.g. in the HTML book, it falls back to static
 HTML with the answers folded away in ``<details>``.
+
+Display order. Authors write the options in any order (the correct one may come
+first); ``load_quiz`` reorders them once, so the widget, the book and the CLI show
+the same order and a learner cannot guess the answer from its letter:
+
+1. Each question gets a stable seed, the SHA-256 of its own text (never Python's
+   salted ``hash()`` or a global random generator): the same file always renders
+   the same, on every machine and run.
+2. Balance: going through the questions in file order, the correct option goes to
+   the letter used least so far by earlier answers, among the letters that question
+   has (A-D for four options); a tie is broken by the seed. When every question has
+   the same number of options, the letters then differ by at most one answer (four
+   options and at least five questions: no letter holds more than 40% of them).
+3. The wrong options fill the other places in an order drawn from the seed and
+   their text, so the authored order carries no information either.
+4. ``keep_order = true`` on a question keeps its authored order, for options whose
+   order means something (numbers in ascending order, "none of the above" last).
+   Such a question's answer letter is counted first, before step 2 places the others.
+   Use it sparingly: it brings back the author's habits.
+
+Adding or moving a question can change the letters of the questions after it; the
+text of ``why`` and ``explanation`` must therefore never name a letter. Length must
+not give the answer away either: tests/test_quiz.py checks every shipped quiz (the
+correct option at most 1.3 times its longest distractor, and the longest option in
+at most a third of the questions), so write distractors as specific as the answer.
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
 import sys
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 if sys.version_info >= (3, 11):
@@ -44,6 +71,7 @@ class Question:
     difficulty: str  # "easy", "medium" or "hard"
     hint: str  # a nudge that does not give the answer away
     explanation: str  # the reasoning behind the right answer
+    keep_order: bool = False  # True: options shown in authored order (e.g. numbers ascending)
 
     @property
     def answer(self) -> int:
@@ -179,8 +207,33 @@ def _require(entry: dict, key: str, where: str) -> str:
     return value.strip()
 
 
+def _seed(question: str, *parts: str) -> bytes:
+    """A stable pseudo-random sort key: SHA-256 of the question's text and ``parts``."""
+    return hashlib.sha256("\x1f".join((question, *parts)).encode("utf-8")).digest()
+
+
+def _display_order(questions: list[Question]) -> list[Question]:
+    """The questions with their options in display order (the rule is in the module docstring)."""
+    used = Counter(q.answer for q in questions if q.keep_order)  # letter index -> answers there; pinned first
+    shown = []
+    for q in questions:
+        if q.keep_order:
+            shown.append(q)
+            continue
+        letters = range(len(q.options))
+        fewest = min(used[i] for i in letters)
+        slot = min((i for i in letters if used[i] == fewest), key=lambda i: _seed(q.question, "slot", str(i)))
+        used[slot] += 1
+        wrong = sorted((o for o in q.options if not o.correct), key=lambda o: _seed(q.question, "option", o.text))
+        shown.append(replace(q, options=(*wrong[:slot], q.options[q.answer], *wrong[slot:])))
+    return shown
+
+
 def load_quiz(name: str | Path) -> Quiz:
     """Load a quiz by name (e.g. "01_markov_noising") or from a .toml path, checking it.
+
+    The options of ``Quiz.questions[k].options`` are already in display order (see the
+    module docstring); every rendering shows them as they are.
 
     Lesson: notebooks/01_markov_noising.ipynb
     """
@@ -204,10 +257,14 @@ def load_quiz(name: str | Path) -> Quiz:
         if questions and DIFFICULTIES.index(difficulty) < DIFFICULTIES.index(questions[-1].difficulty):
             raise ValueError(f"{where}: questions must go from easy to hard, but {difficulty!r} "
                              f"follows {questions[-1].difficulty!r}")
+        keep_order = entry.get("keep_order", False)
+        if not isinstance(keep_order, bool):
+            raise ValueError(f"{where}: keep_order must be true or false, got {keep_order!r}")
         questions.append(Question(_require(entry, "question", where), options, difficulty,
-                                  _require(entry, "hint", where), _require(entry, "explanation", where)))
+                                  _require(entry, "hint", where), _require(entry, "explanation", where), keep_order))
     if not questions:
         raise ValueError(f"{path.name}: a quiz needs at least one [[questions]] entry")
+    questions = _display_order(questions)
     cards = tuple(Card(_require(c, "front", f"{path.name}, card {n}"), _require(c, "back", f"{path.name}, card {n}"))
                   for n, c in enumerate(data.get("cards", []), 1))
     return Quiz(_require(data, "title", path.name), tuple(questions), cards)
