@@ -3,20 +3,38 @@ tested reference on fresh random inputs and, when it is wrong, name the likely m
 
 Lesson: notebooks/01_markov_noising.ipynb (first use)
 
-How a checker works: it runs the learner's function and the reference on the same
-random inputs (fixed noise, so the answer is exact). If they agree, the exercise
-passes. If not, it runs each *known mistake* (a small variant of the reference, e.g.
-β where √β belongs) on the same inputs; when the learner's output matches one of
-them, the message explains that mistake. A function that still raises
-``NotImplementedError`` is reported as "not implemented yet", never as a crash.
+How a checker works, in three steps that can run in two processes:
+
+1. ``make_cases(name, seed)`` draws the inputs: a list of argument tuples. Besides the
+   main cases come *probes*: a case repeated (does the function draw its own noise?),
+   the same case with other noise, and with another schedule (does it use a global
+   schedule instead of its argument?).
+2. ``run_cases(name, fn, cases)`` calls the learner's function on copies of each case,
+   under a time limit, and records plain data: the result, the exception with the
+   learner's own line, which inputs were changed in place.
+3. ``judge(name, cases, runs)`` compares the results with the reference, computed in
+   float64, within a tolerance scaled to the values and to the result's dtype. If they
+   differ it tries the probes, then each *known mistake* (a small variant of the
+   reference, e.g. β where √β belongs); the message explains the first that matches.
+
+``check_q_sample(fn)`` and its siblings do all three in the learner's notebook. The
+grader (``grading.py``) does step 2 in the submission's process and steps 1 and 3 in its
+own, so a submission can neither see the expected answers nor change the verdict:
+``encode``/``decode`` turn cases and runs into plain tensors and numbers for the trip.
 """
 
 from __future__ import annotations
 
+import copy
 import math
+import os
 import secrets
+import signal
+import threading
+import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +45,8 @@ from .noising import markov_step, q_sample
 from .schedules import NoiseSchedule, cosine_betas
 
 __all__ = [
+    "EXERCISES",
+    "TIME_LIMIT",
     "CheckResult",
     "check_cosine_schedule",
     "check_ddpm_step",
@@ -35,9 +55,17 @@ __all__ = [
     "check_markov_step",
     "check_q_sample",
     "check_sinusoidal_embedding",
+    "decode",
+    "encode",
+    "judge",
+    "make_cases",
+    "run_cases",
 ]
 
-_ICONS = {"passed": "✅", "failed": "❌", "not implemented": "⏳", "error": "💥"}
+TIME_LIMIT = 30.0  # seconds a checked function may take for all its cases together
+_ICONS = {"passed": "✅", "failed": "❌", "not implemented": "⏳", "error": "💥", "timeout": "⏱️"}
+_NOT_IMPLEMENTED = ("not implemented yet: replace the `raise NotImplementedError()` line with your code, then run "
+                    "this cell again.")
 
 
 @dataclass(frozen=True)
@@ -45,7 +73,7 @@ class CheckResult:
     """What a checker found. Truthy when the exercise passed."""
 
     exercise: str  # the exercise's name, e.g. "markov_step"
-    status: str  # "passed", "failed", "not implemented" or "error"
+    status: str  # "passed", "failed", "not implemented", "error" or "timeout"
     message: str  # what to do next, in words a learner can act on
     mistake: str | None = None  # the name of the diagnosed mistake, if one matched
 
@@ -69,60 +97,215 @@ class Mistake:
     message: str  # the explanation shown when the learner's output matches fn's
 
 
-def _close(a: Tensor, b: Tensor, rtol: float = 1e-4) -> bool:
-    return a.shape == b.shape and torch.allclose(a.double(), b.double(), rtol=rtol, atol=1e-5)
+# ------------------------------------------------------------------ plain data for the trip between processes
+class _Spy:
+    """In a case, stands for the model handed to a loss: ``run_cases`` replaces it by a ``_SpyModel``."""
+
+    def __init__(self, answer: Tensor):
+        self.answer = answer  # what the model answers, whatever it is asked
 
 
-def _try(fn: Callable[..., Tensor], args: tuple) -> Tensor | None:
+def encode(obj: object) -> object:
+    """Cases or runs as plain data: tensors, numbers, strings, None, lists and dicts only.
+
+    ``torch.save`` writes it and ``torch.load(..., weights_only=True)`` reads it back without
+    running any code; ``decode(encode(x))`` gives ``x`` back (tuples as tuples).
+    """
+    if isinstance(obj, NoiseSchedule):
+        return {"__schedule__": obj.betas.double().clone(), "name": obj.name}
+    if isinstance(obj, _Spy):
+        return {"__spy__": obj.answer.clone()}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [encode(o) for o in obj]}
+    if isinstance(obj, list):
+        return [encode(o) for o in obj]
+    if isinstance(obj, dict):
+        return {str(k): encode(v) for k, v in obj.items()}
+    if obj is None or isinstance(obj, (Tensor, bool, int, float, str)):
+        return obj
+    raise ValueError(f"cannot encode a {type(obj).__name__}")
+
+
+def decode(obj: object) -> object:
+    """The inverse of ``encode``."""
+    if isinstance(obj, dict):
+        if "__schedule__" in obj:
+            return NoiseSchedule(obj["__schedule__"], name=str(obj.get("name", "random")))
+        if "__spy__" in obj:
+            return _Spy(obj["__spy__"])
+        if "__tuple__" in obj:
+            return tuple(decode(o) for o in obj["__tuple__"])
+        return {k: decode(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [decode(o) for o in obj]
+    return obj
+
+
+# ------------------------------------------------------------------ running the learner's function
+class CheckTimeout(BaseException):
+    """Raised inside a checked function that ran past its time limit (a BaseException, so that a
+    learner's ``except Exception`` cannot swallow it)."""
+
+
+@contextmanager
+def _time_limit(seconds: float) -> Iterator[None]:
+    """Interrupt the code inside after ``seconds`` (Unix, main thread; elsewhere no limit)."""
+    usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable or seconds <= 0:
+        yield
+        return
+
+    def expire(signum, frame):
+        raise CheckTimeout()
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    outer, _ = signal.setitimer(signal.ITIMER_REAL, seconds)  # an enclosing timer's remaining time, if any
+    start = time.monotonic()
     try:
-        return fn(*args)
-    except Exception:  # a mistake that cannot be evaluated on these inputs matches nothing
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if outer > 0:  # re-arm the enclosing timer (e.g. the grader's) with what is left of it
+            signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - start), 1e-3))
+
+
+_OWN_FILES = (os.path.dirname(os.path.abspath(__file__)) + os.sep, os.path.dirname(torch.__file__) + os.sep)
+
+
+def _learner_line(error: BaseException) -> str:
+    """`ZeroDivisionError: division by zero, at line 3: `return x / 0``: the learner's frame, not ours."""
+    frames = traceback.extract_tb(error.__traceback__)[1:]  # [0] is run_cases' own call of fn
+    theirs = [f for f in frames if not f.filename.startswith(_OWN_FILES) and "site-packages" not in f.filename]
+    where = (theirs or frames or [None])[-1]
+    text = f"{type(error).__name__}: {error}".strip()
+    if where is None:
+        return text
+    return f"{text}, at line {where.lineno}" + (f": `{where.line.strip()}`" if where.line else "")
+
+
+def _as_tensor(value: object) -> Tensor | None:
+    """A result as a detached CPU tensor (numpy arrays and numbers accepted), else None."""
+    if isinstance(value, Tensor):
+        return value.detach().cpu().clone()
+    if isinstance(value, bool) or value is None:
         return None
+    try:
+        out = torch.as_tensor(value)
+    except Exception:
+        return None
+    return out.clone() if out.dtype != torch.bool else None
 
 
-def _check(
-    exercise: str,
-    learner: Callable[..., object],
-    reference: Callable[..., Tensor],
-    mistakes: Sequence[Mistake],
-    inputs: Sequence[tuple],
-    rtol: float = 1e-4,
-) -> CheckResult:
-    """Run ``learner`` and ``reference`` on each input tuple and diagnose a difference."""
-    if not callable(learner):
-        raise ValueError(f"pass your function itself to the checker, got {type(learner).__name__}")
-    for args in inputs:
-        expected = reference(*args)
-        try:
-            got = learner(*args)
-        except NotImplementedError:
-            return CheckResult(exercise, "not implemented", "not implemented yet: replace the "
-                               "`raise NotImplementedError()` line with your code, then run this cell again.")
-        except Exception as e:  # a learner's bug: report it, don't crash the lesson
-            where = traceback.extract_tb(e.__traceback__)[-1]
-            line = f"line {where.lineno}: `{where.line}`" if where.line else f"line {where.lineno}"
-            return CheckResult(exercise, "error", f"your function raised {type(e).__name__}: {e} "
-                               f"({line}). Inputs were {_describe(args)}.")
-        if got is None:
-            return CheckResult(exercise, "failed", "your function returned None: did you forget `return`?")
-        try:
-            got = torch.as_tensor(got)
-        except Exception:
-            return CheckResult(exercise, "failed", f"expected a tensor, got {type(got).__name__}.")
-        if got.shape != expected.shape:
-            return CheckResult(exercise, "failed", f"expected a result of shape {tuple(expected.shape)}, "
-                               f"got {tuple(got.shape)} for inputs {_describe(args)}.")
-        if _close(got, expected, rtol):
+class _SpyModel(torch.nn.Module):
+    """Stands in for ε_θ: records what it is called with and answers a fixed random tensor."""
+
+    def __init__(self, answer: Tensor):
+        super().__init__()
+        self.answer = answer.clone().requires_grad_(True)  # a leaf: its .grad is ∂loss/∂ε_θ
+        self.calls: list[dict] = []
+
+    def forward(self, x: Tensor, t: object = None, y: object = None) -> Tensor:
+        self.calls.append({"x": _as_tensor(x), "t": _as_tensor(t) if isinstance(t, Tensor) else None,
+                           "t_type": type(t).__name__})
+        return self.answer.to(x.dtype) if isinstance(x, Tensor) and x.is_floating_point() else self.answer
+
+
+def _fresh(arg: object) -> object:
+    """A private copy of one argument, so the learner's function cannot change the case itself."""
+    if isinstance(arg, Tensor):
+        return arg.clone()
+    if isinstance(arg, NoiseSchedule):
+        return copy.deepcopy(arg)
+    if isinstance(arg, _Spy):
+        return _SpyModel(arg.answer)
+    return arg
+
+
+def _changed(before: tuple, after: tuple) -> list[int]:
+    """Positions of the arguments whose values the call changed in place."""
+    changed = []
+    for i, (a, b) in enumerate(zip(before, after, strict=True)):
+        if isinstance(a, Tensor):
+            same = a.shape == b.shape and torch.equal(a, b)
+        elif isinstance(a, NoiseSchedule):
+            same = all(torch.equal(getattr(a, k), getattr(b, k)) for k in ("betas", "alphas", "alpha_bars"))
+        else:
             continue
-        for m in mistakes:
-            wrong = _try(m.fn, args)
-            if wrong is not None and _close(got, wrong, rtol):
-                return CheckResult(exercise, "failed", m.message, mistake=m.name)
-        err = (got.double() - expected.double()).abs()
-        return CheckResult(exercise, "failed", f"your result differs from the reference by up to "
-                           f"{err.max().item():.3g} for inputs {_describe(args)}, and it matches none of the "
-                           "mistakes this checker knows. Compare your code with the formula term by term.")
-    return CheckResult(exercise, "passed", f"correct on {len(inputs)} random tests.")
+        if not same:
+            changed.append(i)
+    return changed
+
+
+def run_cases(name: str, fn: Callable, cases: Sequence[tuple], seconds: float | None = None) -> list[dict]:
+    """Call ``fn`` on a copy of each case; return what happened, as plain data (one dict per case).
+
+    Each dict has ``status`` ("ok", "not implemented", "error" or "timeout"), ``error`` (the
+    exception, with the learner's own line), ``result`` (a tensor, or None), ``returned`` (the
+    type name of what fn returned) and ``changed`` (positions of arguments changed in place).
+    For the loss, also ``calls`` (what the model was called with), ``requires_grad`` and
+    ``grad`` (∂loss/∂ε_θ after ``loss.backward()``). Runs stop at the first exception or at the
+    time limit (``seconds``, all cases together; default ``TIME_LIMIT``).
+    """
+    if name not in EXERCISES:
+        raise ValueError(f"name must be one of {sorted(EXERCISES)}, got {name!r}")
+    runs: list[dict] = []
+    with torch.random.fork_rng(devices=[]):  # the learner's draws do not move the lesson's seeded RNG
+        try:
+            with _time_limit(TIME_LIMIT if seconds is None else seconds):
+                for case in cases:
+                    run = {"status": "ok", "error": "", "result": None, "returned": "", "changed": []}
+                    runs.append(run)
+                    args = tuple(_fresh(a) for a in case)
+                    try:
+                        value = fn(*args)
+                        if isinstance(value, Tensor) and value.requires_grad and value.numel() == 1:
+                            value.backward()  # the loss must train the model: does a gradient reach it?
+                    except NotImplementedError:
+                        run["status"] = "not implemented"
+                        break
+                    except Exception as e:  # a learner's bug: report it, don't crash the lesson
+                        run["status"], run["error"] = "error", _learner_line(e)
+                        break
+                    run["returned"] = type(value).__name__
+                    run["result"] = _as_tensor(value)
+                    run["changed"] = _changed(case, args)
+                    spies = [a for a in args if isinstance(a, _SpyModel)]
+                    if spies:
+                        run["calls"] = spies[0].calls
+                        run["requires_grad"] = bool(isinstance(value, Tensor) and value.requires_grad)
+                        grad = spies[0].answer.grad
+                        run["grad"] = None if grad is None else grad.detach().clone()
+        except CheckTimeout:
+            runs[-1]["status"] = "timeout"
+    return runs
+
+
+# ------------------------------------------------------------------ judging the runs
+def _eps(dtype: torch.dtype) -> float:
+    return torch.finfo(dtype).eps if dtype.is_floating_point else 0.0
+
+
+_EPS32 = torch.finfo(torch.float32).eps
+
+
+def _tolerance(target: Tensor, got_dtype: torch.dtype, scale: float, sensitivity: Tensor | float) -> Tensor:
+    """How far a right answer may be from ``target`` (float64), element by element.
+
+    - ``32·ε₃₂·(scale + |target|)``: a float32 computation, with ``scale`` the size of the
+      intermediate values (e.g. the angles t·ω of the embedding, up to 1000);
+    - ``8·sensitivity``: where the answer is ill-conditioned, the reference's own float32 error
+      (|float64 reference − float32 reference|), e.g. the last betas of the cosine schedule;
+    - ``2·ε(dtype)·|target|``: the result rounded to its own dtype (float16, bfloat16) at the end.
+    """
+    return 32 * _EPS32 * (scale + target.abs()) + 8 * sensitivity + 2 * _eps(got_dtype) * target.abs()
+
+
+def _close(got: Tensor, target: Tensor, scale: float, sensitivity: Tensor | float = 0.0) -> bool:
+    if got.shape != target.shape:
+        return False
+    diff = (got.double() - target.double()).abs()
+    return bool((diff <= _tolerance(target.double(), got.dtype, scale, sensitivity)).all())
 
 
 def _describe(args: tuple) -> str:
@@ -131,10 +314,216 @@ def _describe(args: tuple) -> str:
         if isinstance(a, Tensor):
             parts.append(f"tensor{tuple(a.shape)}")
         elif isinstance(a, NoiseSchedule):
-            parts.append(f"{a.name} schedule with T={a.T}")
+            parts.append(f"a {a.name} schedule with T={a.T}")
+        elif isinstance(a, _Spy):
+            parts.append("model")
         else:
             parts.append(repr(a))
     return "(" + ", ".join(parts) + ")"
+
+
+def _run_problem(exercise: str, run: object, n_cases: int) -> CheckResult | None:
+    """The verdict for a run that did not return normally; None if it did."""
+    if not isinstance(run, dict) or run.get("status") not in ("ok", "not implemented", "error", "timeout"):
+        return CheckResult(exercise, "failed", "the function's results could not be read back.")
+    if run["status"] == "not implemented":
+        return CheckResult(exercise, "not implemented", _NOT_IMPLEMENTED)
+    if run["status"] == "timeout":
+        return CheckResult(exercise, "timeout", f"your function took longer than {TIME_LIMIT:g} s for {n_cases} "
+                           "small inputs: is there a loop that never ends?")
+    if run["status"] == "error":
+        return CheckResult(exercise, "error", f"your function raised {str(run.get('error'))[:500]}.")
+    return None
+
+
+def _result_of(exercise: str, run: dict, expected: Tensor, args: tuple) -> CheckResult | Tensor:
+    """The run's result tensor, or the verdict on what is wrong with its type or shape."""
+    got = run.get("result")
+    if not isinstance(got, Tensor):
+        returned = str(run.get("returned", ""))[:40]
+        if returned in ("", "NoneType"):
+            return CheckResult(exercise, "failed", "your function returned None: did you forget `return`?")
+        return CheckResult(exercise, "failed", f"expected a tensor, got {returned}.")
+    if not (got.is_floating_point() or got.dtype in (torch.int32, torch.int64)):
+        return CheckResult(exercise, "failed", f"expected a float tensor, got dtype {got.dtype}.")
+    if got.shape != expected.shape:
+        return CheckResult(exercise, "failed", f"expected a result of shape {tuple(expected.shape)}, "
+                           f"got {tuple(got.shape)} for inputs {_describe(args)}.")
+    if not torch.isfinite(got.double()).all() and torch.isfinite(expected).all():
+        return CheckResult(exercise, "failed", "your result contains NaN or inf: a square root of a negative "
+                           "number (e.g. √(ᾱ-1) for √(1-ᾱ)) or a division by zero?", "not_finite")
+    return got
+
+
+_ARG_NAMES = {"markov_step": ("x_prev", "t", "s", "noise"), "q_sample": ("x0", "t", "s", "noise"),
+              "ddpm_step": ("eps", "t", "x_t", "s", "noise"), "guided_eps": ("eps_cond", "eps_uncond", "w"),
+              "sinusoidal_embedding": ("t", "dim"), "cosine_schedule": ("T", "s"),
+              "diffusion_loss": ("model", "x0", "s")}
+
+
+@dataclass(frozen=True)
+class _Exercise:
+    """One exercise: its inputs, its float64 reference, and what its mistakes look like."""
+
+    name: str
+    make: Callable[[torch.Generator], list[tuple]]  # the main cases (a probe is built from the first)
+    reference: Callable[..., Tensor] | None = None  # float64, on a case's arguments
+    reference32: Callable[..., Tensor] | None = None  # the same in float32: how ill-conditioned each value is
+    sensitivity: Callable[..., Tensor] | None = None  # or that float32 error bound worked out by hand
+    scale: Callable[[tuple], float] = lambda case: 1.0  # the size of the intermediate values, for the tolerance
+    mistakes: Sequence[Mistake] = ()
+    probes: tuple[str, ...] = ()  # "repeat", "noise", "schedule": extra cases after the main ones
+    passed: str = ""  # the message on success; {n} is the number of cases
+    diagnose: Callable[[tuple, Tensor, Tensor], CheckResult | None] | None = None  # a special diagnosis, first
+    judge: Callable[[list[tuple], list], CheckResult] | None = None  # a judge of its own, instead of the above
+
+
+def _probe_cases(ex: _Exercise, first: tuple, g: torch.Generator) -> list[tuple]:
+    out = []
+    names = _ARG_NAMES[ex.name]
+    for probe in ex.probes:
+        case = list(first)
+        if probe == "noise":
+            i = names.index("noise")
+            case[i] = torch.randn(first[i].shape, generator=g)
+        elif probe == "schedule":  # small betas, where the main cases' are large: ᾱ_t differs a lot
+            i = names.index("s")
+            case[i] = _random_schedule(g, first[i].T, 0.001, 0.02)
+        out.append(tuple(case))
+    return out
+
+
+def make_cases(name: str, seed: int | None = None) -> list[tuple]:
+    """The inputs a checker hands the learner's function: the main cases, then the probes."""
+    if name not in EXERCISES:
+        raise ValueError(f"name must be one of {sorted(EXERCISES)}, got {name!r}")
+    ex = EXERCISES[name]
+    g = _generator(seed)
+    main = ex.make(g)
+    return main + _probe_cases(ex, main[0], g)
+
+
+def _reference(ex: _Exercise, case: tuple) -> tuple[Tensor, Tensor | float]:
+    expected = ex.reference(*case).double()
+    if ex.sensitivity is not None:
+        return expected, ex.sensitivity(*case)
+    if ex.reference32 is None:
+        return expected, 0.0
+    return expected, (expected - ex.reference32(*case).double()).abs()
+
+
+def _judge_values(ex: _Exercise, cases: list[tuple], runs: list) -> CheckResult:
+    n_main = len(cases) - len(ex.probes)
+    results: list[Tensor] = []
+    for k, (case, run) in enumerate(zip(cases, runs, strict=False)):
+        problem = _run_problem(ex.name, run, len(cases))
+        if problem is not None:
+            return problem
+        expected, sensitivity = _reference(ex, case)
+        got = _result_of(ex.name, run, expected, case)
+        if isinstance(got, CheckResult):
+            return got
+        changed = run.get("changed") or []
+        if changed:
+            names = _ARG_NAMES[ex.name]
+            which = ", ".join(f"`{names[i]}`" for i in changed if isinstance(i, int) and 0 <= i < len(names))
+            return CheckResult(ex.name, "failed", f"your function changed its input {which} in place (e.g. "
+                               "`x *= ...`, `x += ...` or `x.mul_(...)`). The caller still needs its tensors: "
+                               "compute the result into a new tensor (`y = x * ...`).", "changed_input")
+        results.append(got)
+        scale = ex.scale(case)
+        if _close(got, expected, scale, sensitivity):
+            continue
+        found = _diagnose(ex, cases, runs, k, got, expected, scale, sensitivity, n_main)
+        if found is not None:
+            return found
+        err = (got.double() - expected).abs().max().item()
+        return CheckResult(ex.name, "failed", f"your result differs from the reference by up to {err:.3g} for "
+                           f"inputs {_describe(case)}, and it matches none of the mistakes this checker knows. "
+                           "Compare your code with the formula term by term.")
+    if len(runs) != len(cases):
+        return CheckResult(ex.name, "failed", "the function's results could not be read back.")
+    return CheckResult(ex.name, "passed", ex.passed.format(n=n_main) if ex.passed else
+                       f"correct on {n_main} random tests.")
+
+
+def _probe_result(ex: _Exercise, cases: list[tuple], runs: list, probe: str) -> tuple[tuple, Tensor] | None:
+    """The probe's case and the learner's result on it, if it ran and returned a tensor."""
+    if probe not in ex.probes:
+        return None
+    k = len(cases) - len(ex.probes) + ex.probes.index(probe)
+    run = runs[k] if k < len(runs) else None
+    if not isinstance(run, dict) or run.get("status") != "ok" or not isinstance(run.get("result"), Tensor):
+        return None
+    return cases[k], run["result"]
+
+
+def _diagnose(ex: _Exercise, cases: list[tuple], runs: list, k: int, got: Tensor, expected: Tensor, scale: float,
+              sensitivity: Tensor | float, n_main: int) -> CheckResult | None:
+    """Why result ``k`` is wrong: the repeat and schedule probes, a special diagnosis, the known mistakes,
+    then the noise probe (a step that adds no noise at all is better named by its mistake)."""
+    first = runs[0].get("result") if isinstance(runs[0], dict) else None
+    if k == 0 and isinstance(first, Tensor):
+        repeat = _probe_result(ex, cases, runs, "repeat")
+        if repeat is not None and not _close(repeat[1], first.double(), scale):
+            return CheckResult(ex.name, "failed", "called twice with the same inputs, your function gave two "
+                               "different results: it draws its own random numbers (e.g. `torch.randn_like`). "
+                               "Use the `noise` argument you are given, so the result is exactly the one asked "
+                               "for.", "own_noise")
+        other = _probe_result(ex, cases, runs, "schedule")
+        if other is not None and _close(other[1], first.double(), scale) \
+                and not _close(_reference(ex, other[0])[0], expected, scale):
+            return CheckResult(ex.name, "failed", "your result is the same for two different schedules: your "
+                               "function ignores its argument `s` and uses another schedule, probably a global "
+                               "one from the lesson (`s = dl.NoiseSchedule.linear()`). Read β, α and ᾱ from "
+                               "the `s` it is given.", "ignores_schedule")
+    special = ex.diagnose(cases[k], got, expected) if ex.diagnose is not None else None
+    if special is not None:
+        return special
+    for m in ex.mistakes:
+        wrong = _try(m.fn, cases[k])
+        if wrong is not None and _close(got, wrong.double(), scale, sensitivity):
+            return CheckResult(ex.name, "failed", m.message, m.name)
+    other = _probe_result(ex, cases, runs, "noise") if k == 0 and isinstance(first, Tensor) else None
+    if other is not None and _close(other[1], first.double(), scale) \
+            and not _close(_reference(ex, other[0])[0], expected, scale):
+        return CheckResult(ex.name, "failed", "your result does not change when the `noise` argument does: your "
+                           "function ignores it (it draws or makes its own noise). Use the `noise` you are given.",
+                           "own_noise")
+    return None
+
+
+def _try(fn: Callable[..., Tensor], args: tuple) -> Tensor | None:
+    try:
+        return torch.as_tensor(fn(*args))
+    except Exception:  # a mistake that cannot be evaluated on these inputs matches nothing
+        return None
+
+
+def judge(name: str, cases: list[tuple], runs: object) -> CheckResult:
+    """The verdict on ``runs`` (from ``run_cases``) for ``cases`` (from ``make_cases``).
+
+    Pure and defensive: runs that come from another process may be malformed or forged; they
+    fail, and never make the checker raise.
+    """
+    if name not in EXERCISES:
+        raise ValueError(f"name must be one of {sorted(EXERCISES)}, got {name!r}")
+    if not isinstance(runs, list) or not runs or len(runs) > len(cases):
+        return CheckResult(name, "failed", "the function's results could not be read back.")
+    ex = EXERCISES[name]
+    try:
+        if ex.judge is not None:
+            return ex.judge(list(cases), runs)
+        return _judge_values(ex, list(cases), runs)
+    except Exception as e:  # a forged run of an unexpected shape: a failure, never a crash
+        return CheckResult(name, "failed", f"the function's results could not be read back ({type(e).__name__}).")
+
+
+def _check(name: str, fn: Callable, seed: int | None) -> CheckResult:
+    if not callable(fn):
+        raise ValueError(f"pass your function itself to the checker, got {type(fn).__name__}")
+    cases = make_cases(name, seed)
+    return judge(name, cases, run_cases(name, fn, cases))
 
 
 def _generator(seed: int | None) -> torch.Generator:
@@ -142,25 +531,18 @@ def _generator(seed: int | None) -> torch.Generator:
     return torch.Generator().manual_seed(secrets.randbits(63) if seed is None else seed)
 
 
-def _random_schedule(g: torch.Generator, T: int) -> NoiseSchedule:
+def _random_schedule(g: torch.Generator, T: int, low: float = 0.05, high: float = 0.55) -> NoiseSchedule:
     """Large, uneven betas, so that every mistake changes the answer visibly."""
-    return NoiseSchedule(0.05 + 0.5 * torch.rand(T, generator=g, dtype=torch.float64), name="random")
-
-
-def _noising_inputs(seed: int | None, trials: int) -> list[tuple]:
-    """(x, t, s, noise) tuples: x of a random shape, t an int in [1, T-2]."""
-    g = _generator(seed)
-    out = []
-    for shape in [(16, 2), (4, 1, 5, 5), (8, 3, 4, 4), (32, 2)][:trials]:
-        T = int(torch.randint(10, 40, (), generator=g))
-        s = _random_schedule(g, T)
-        t = int(torch.randint(1, T - 1, (), generator=g))
-        out.append((torch.randn(shape, generator=g), t, s, torch.randn(shape, generator=g)))
-    return out
+    betas = low + (high - low) * torch.rand(T, generator=g, dtype=torch.float64)
+    return NoiseSchedule(betas.float().double(), name="random")  # float32 values: encode/decode is exact
 
 
 def _coef(values: Tensor, t: int) -> float:
     return values[t].item()
+
+
+def _size(*tensors: Tensor) -> float:
+    return max(t.abs().max().item() for t in tensors)
 
 
 # ---------------------------------------------------------------- markov_step
@@ -198,13 +580,28 @@ _MARKOV_MISTAKES = [
 ]
 
 
+def _noising_cases(g: torch.Generator) -> list[tuple]:
+    """(x, t, s, noise) tuples: x of a random shape, t an int in [1, T-2]."""
+    out = []
+    for shape in [(16, 2), (4, 1, 5, 5), (8, 3, 4, 4), (32, 2)]:
+        T = int(torch.randint(10, 40, (), generator=g))
+        s = _random_schedule(g, T)
+        t = int(torch.randint(1, T - 1, (), generator=g))
+        out.append((torch.randn(shape, generator=g), t, s, torch.randn(shape, generator=g)))
+    return out
+
+
+def _noising_scale(case: tuple) -> float:
+    return _size(case[0], case[3])
+
+
 def check_markov_step(fn: Callable[[Tensor, int, NoiseSchedule, Tensor], Tensor],
                       seed: int | None = None) -> CheckResult:
     """Check ``fn(x_prev, t, s, noise) -> x_t``, one step of q(x_t | x_{t-1}), t an int.
 
     Lesson: notebooks/01_markov_noising.ipynb
     """
-    return _check("markov_step", fn, markov_step, _MARKOV_MISTAKES, _noising_inputs(seed, 4))
+    return _check("markov_step", fn, seed)
 
 
 # ------------------------------------------------------------------- q_sample
@@ -245,7 +642,7 @@ def check_q_sample(fn: Callable[[Tensor, int, NoiseSchedule, Tensor], Tensor],
 
     Lesson: notebooks/01_markov_noising.ipynb
     """
-    return _check("q_sample", fn, q_sample, _Q_SAMPLE_MISTAKES, _noising_inputs(seed, 4))
+    return _check("q_sample", fn, seed)
 
 
 # ------------------------------------------------------------ cosine schedule
@@ -285,18 +682,31 @@ _COSINE_MISTAKES = [
 ]
 
 
+def _cosine_sensitivity(T: int, s: float) -> Tensor:
+    """How far a float32 computation of the cosine betas may stray, element by element.
+
+    β_t = 1 - f(t)/f(t-1) with f = cos²θ: an error δ in the angle θ changes log f by 2·tanθ·δ, and
+    θ carries a few float32 roundings, δ ≈ ε₃₂·θ. Near t = T, θ → π/2 and tanθ grows like T, so the
+    last unclipped betas are the least exact; a clipped β (0.999) is exact.
+    """
+    theta = (torch.arange(T + 1, dtype=torch.float64) / T + s) / (1 + s) * (math.pi / 2)
+    g = 2 * _EPS32 * (1 + theta * theta.tan().abs())  # relative float32 error of f(t)
+    betas = cosine_betas(T, s)
+    return torch.where(betas >= 0.999, 0.0, (1 - betas) * (g[1:] + g[:-1]))
+
+
+def _cosine_cases(g: torch.Generator) -> list[tuple]:
+    Ts = [1000, int(torch.randint(5, 60, (), generator=g)), int(torch.randint(100, 2000, (), generator=g))]
+    offsets = [0.008, 0.008, 0.02 + 0.1 * torch.rand((), generator=g).item()]
+    return list(zip(Ts, offsets, strict=True))
+
+
 def check_cosine_schedule(fn: Callable[[int, float], Tensor], seed: int | None = None) -> CheckResult:
     """Check ``fn(T, s) -> betas`` of shape (T,), the cosine schedule clipped at 0.999.
 
     Lesson: notebooks/02_noise_schedules.ipynb
     """
-    g = _generator(seed)
-    Ts = [1000, int(torch.randint(5, 60, (), generator=g)), int(torch.randint(100, 2000, (), generator=g))]
-    offsets = [0.008, 0.008, 0.02 + 0.1 * torch.rand((), generator=g).item()]
-    inputs = list(zip(Ts, offsets, strict=True))
-    # rtol 5e-4: a float32 implementation is right too, though its last betas (ᾱ near 0) are less
-    # exact; still tight enough to tell an unclipped last β of 1 from 0.999.
-    return _check("cosine_schedule", fn, cosine_betas, _COSINE_MISTAKES, inputs, rtol=5e-4)
+    return _check("cosine_schedule", fn, seed)
 
 
 # ------------------------------------------------------ sinusoidal embedding
@@ -304,7 +714,7 @@ def _embedding(t: Tensor, dim: int, period: float = 10_000.0, denom: str = "half
                order: str = "sin_cos", use_t: bool = True) -> Tensor:
     half = dim // 2
     i = torch.arange(half, dtype=torch.float64)
-    freqs = torch.exp(sign * math.log(period) * i / (half if denom == "half" else dim))
+    freqs = torch.exp(sign * math.log(period) * i / {"half": half, "dim": dim, "half-1": half - 1}[denom])
     angles = (t.double()[:, None] if use_t else torch.ones(len(t), 1, dtype=torch.float64)) * freqs[None]
     sin, cos = angles.sin(), angles.cos()
     if order == "interleaved":
@@ -326,6 +736,10 @@ _EMBEDDING_MISTAKES = [
     Mistake("divided_by_dim", lambda t, d: _embedding(t, d, denom="dim"),
             "the exponent is divided by dim; divide by dim/2, the number of frequencies, so the lowest "
             "frequency reaches 1/10000 (the paper's 2i/d is the same thing as i/(d/2))."),
+    Mistake("half_minus_one", lambda t, d: _embedding(t, d, denom="half-1"),
+            "the exponent is divided by dim/2 - 1, as in the original DDPM code (a difference of no "
+            "consequence in a network); this course divides by dim/2, the number of frequencies: "
+            "ω_i = 10000^(-i/(dim/2)), as in the Transformer paper's 2i/d."),
     Mistake("t_not_multiplied", lambda t, d: _embedding(t, d, use_t=False),
             "the angles do not depend on t: multiply each frequency by the step, angle = t · ω_i."),
     Mistake("period_1000", lambda t, d: _embedding(t, d, period=1000.0),
@@ -333,111 +747,156 @@ _EMBEDDING_MISTAKES = [
 ]
 
 
+def _embedding_cases(g: torch.Generator) -> list[tuple]:
+    return [(torch.randint(0, 1000, (8,), generator=g), dim) for dim in (16, 32, 128)]
+
+
 def check_sinusoidal_embedding(fn: Callable[[Tensor, int], Tensor], seed: int | None = None) -> CheckResult:
     """Check ``fn(t, dim) -> (B, dim)``: sines then cosines of t · ω_i, ω_i = 10000^(-i/(dim/2)).
 
     Lesson: notebooks/03_unet.ipynb
     """
-    from .unet import sinusoidal_embedding
-
-    g = _generator(seed)
-    inputs = [(torch.randint(0, 1000, (8,), generator=g), dim) for dim in (16, 32, 128)]
-    return _check("sinusoidal_embedding", fn, sinusoidal_embedding, _EMBEDDING_MISTAKES, inputs, rtol=1e-3)
+    return _check("sinusoidal_embedding", fn, seed)
 
 
 # ------------------------------------------------------------ diffusion loss
-class _SpyModel(torch.nn.Module):
-    """Stands in for ε_θ: records what it is called with and answers a fixed random tensor."""
-
-    def __init__(self, answer: Tensor):
-        super().__init__()
-        self.answer = answer
-        self.calls: list[tuple[Tensor, object]] = []
-
-    def forward(self, x: Tensor, t: object = None, y: object = None) -> Tensor:
-        self.calls.append((x.detach().clone(), t))
-        return self.answer
-
-
 def _loss_result(status: str, message: str, mistake: str | None = None) -> CheckResult:
     return CheckResult("diffusion_loss", status, message, mistake)
 
 
-def check_diffusion_loss(fn: Callable[[torch.nn.Module, Tensor, NoiseSchedule], Tensor],
-                         seed: int | None = None) -> CheckResult:
-    """Check ``fn(model, x0, s) -> loss``, the DDPM objective with its own random t and ε.
+def _loss_cases(g: torch.Generator) -> list[tuple]:
+    """(model, x0, s): DDPM's schedule with a batch of 64 (a t drawn from [0, B) shows), then a schedule of
+    only T = 10 steps with a batch of 256 (every step drawn, so t from [1, T] or a fixed 1000 shows, every run)."""
+    from .schedules import linear_betas
 
-    The checker hands ``fn`` a stand-in model that records its inputs, works out from
-    them which noise ``fn`` drew, and so can tell which target and which noise level
-    ``fn`` used. Lesson: notebooks/04_training.ipynb
-    """
-    if not callable(fn):
-        raise ValueError(f"pass your function itself to the checker, got {type(fn).__name__}")
-    g = _generator(seed)
-    s = NoiseSchedule.linear()
-    x0 = torch.rand(64, 1, 8, 8, generator=g) * 2 - 1  # (B, 1, 8, 8) images in [-1, 1]
-    spy = _SpyModel(torch.randn(x0.shape, generator=g))
-    try:
-        loss = fn(spy, x0, s)
-    except NotImplementedError:
-        return _loss_result("not implemented", "not implemented yet: replace the `raise NotImplementedError()` "
-                            "line with your code, then run this cell again.")
-    except Exception as e:
-        where = traceback.extract_tb(e.__traceback__)[-1]
-        return _loss_result("error", f"your function raised {type(e).__name__}: {e} (line {where.lineno}).")
-    if loss is None:
-        return _loss_result("failed", "your function returned None: did you forget `return`?")
-    loss = torch.as_tensor(loss)
+    out = []
+    for T, B, size in [(1000, 64, 8), (10, 256, 4)]:
+        betas = linear_betas(1000) if T == 1000 else linear_betas(T, 0.02, 0.5)
+        s = NoiseSchedule(betas.float().double(), name="linear")
+        x0 = torch.rand(B, 1, size, size, generator=g) * 2 - 1  # (B, 1, size, size) images in [-1, 1]
+        out.append((_Spy(torch.randn(x0.shape, generator=g)), x0, s))
+    return out
+
+
+def _t_range_problem(t: Tensor, s: NoiseSchedule, batch: int) -> str | None:
+    """What is wrong with the range the steps t were drawn from, or None."""
+    lo, hi = int(t.min()), int(t.max())
+    if lo < 0:
+        return f"t must be in [0, {s.T - 1}], got {lo}: use `torch.randint(0, s.T, (B,))`."
+    if hi == s.T:
+        return (f"t reaches T = {s.T}: steps are 0-based, from 0 to T-1. `torch.randint(0, s.T, (B,))` already "
+                "leaves out its upper end; do not add 1.")
+    if (hi > s.T and hi < batch) or (batch < s.T and hi < batch):
+        return (f"every t is below {batch}, the batch size: t looks drawn from [0, B). Draw it from all the "
+                f"steps: `torch.randint(0, s.T, (B,))`, here with s.T = {s.T}.")
+    if hi > s.T:
+        return (f"t reaches {hi}, but this schedule has only T = {s.T} steps: draw t with `s.T`, not a fixed "
+                "number like 1000 (the checker hands your function schedules of other lengths).")
+    if batch > 20 * s.T and len(t.unique()) < s.T:
+        missing = sorted(set(range(s.T)) - set(t.tolist()))
+        return (f"with {batch} images and T = {s.T} steps, t never took the values {missing[:5]}: draw it from "
+                "every step, 0 to T-1, with `torch.randint(0, s.T, (B,))`.")
+    return None
+
+
+def _loss_verdict(case: tuple, run: dict) -> CheckResult | None:
+    """What is wrong with one run of the learner's loss, or None if it is right."""
+    spy, x0, s = case
+    loss = run.get("result")
+    returned = str(run.get("returned", ""))[:40]
+    if returned in ("float", "int", "ndarray", "float64", "float32"):
+        return _loss_result("failed", f"your function returned a {returned}, not a tensor that remembers how it "
+                            "was computed: `loss.item()` (or numpy) cuts the loss off from the model, and "
+                            "`loss.backward()` cannot train it. Return the tensor itself.", "not_differentiable")
+    if not isinstance(loss, Tensor):
+        if returned in ("", "NoneType"):
+            return _loss_result("failed", "your function returned None: did you forget `return`?")
+        return _loss_result("failed", f"expected the loss as a tensor, got {returned}.")
     if loss.numel() != 1:
         return _loss_result("failed", f"the loss must be one number (a mean over the batch), got shape "
                             f"{tuple(loss.shape)}: use `F.mse_loss` or `.mean()`.")
-    if len(spy.calls) != 1:
-        return _loss_result("failed", f"call the model exactly once, got {len(spy.calls)} calls.")
-    x_in, t = spy.calls[0]
-    if t is None:
+    calls = run.get("calls")
+    if not isinstance(calls, list) or len(calls) != 1:
+        return _loss_result("failed", f"call the model exactly once, got {len(calls or [])} calls.")
+    call = calls[0]
+    x_in, t, t_type = call.get("x"), call.get("t"), str(call.get("t_type", ""))[:40]
+    if t_type == "NoneType":
         return _loss_result("failed", "the model never saw t: call `model(x_t, t)`. Without the step, the "
                             "network cannot know how much noise to remove.", "t_not_passed")
-    if not isinstance(t, Tensor) or t.shape != (x0.shape[0],) or t.is_floating_point():
-        return _loss_result("failed", f"t must be a LongTensor of shape ({x0.shape[0]},), one step per image, "
-                            f"got {type(t).__name__} {tuple(getattr(t, 'shape', ()))}.", "t_shape")
-    if (t < 0).any() or (t >= s.T).any():
-        return _loss_result("failed", f"t must be in [0, {s.T - 1}]: use `torch.randint(0, s.T, (B,))`.")
+    B = x0.shape[0]
+    if not isinstance(t, Tensor) or t.shape != (B,) or t.is_floating_point() or t.dtype == torch.bool:
+        shape = tuple(t.shape) if isinstance(t, Tensor) else ""
+        return _loss_result("failed", f"t must be a LongTensor of shape ({B},), one step per image, got "
+                            f"{t_type} {shape}.", "t_shape")
+    problem = _t_range_problem(t, s, B)
+    if problem is not None:
+        return _loss_result("failed", problem, "t_range")
     if (t == t[0]).all():
         return _loss_result("failed", "every image got the same t. Draw one step per image, "
                             "`torch.randint(0, s.T, (B,))`, so each batch trains all noise levels.", "constant_t")
-    if x_in.shape != x0.shape:
-        return _loss_result("failed", f"the model input must be shaped like x0 {tuple(x0.shape)}, "
-                            f"got {tuple(x_in.shape)}.")
-    if torch.allclose(x_in, x0):
+    if not isinstance(x_in, Tensor) or x_in.shape != x0.shape:
+        return _loss_result("failed", f"the model input must be shaped like x0 {tuple(x0.shape)}, got "
+                            f"{tuple(getattr(x_in, 'shape', ()))}.")
+    if torch.allclose(x_in.double(), x0.double()):
         return _loss_result("failed", "the model was fed the clean image x0. Feed it the noised x_t = "
                             "q_sample(x0, t, s, noise): the network learns to find the noise in x_t.", "clean_input")
-    pred = spy.answer.double()
+    if not torch.isfinite(loss.double()).all() or not torch.isfinite(x_in.double()).all():
+        return _loss_result("failed", "your loss (or the x_t you fed the model) contains NaN or inf: a square root "
+                            "of a negative number (e.g. √(ᾱ-1) for √(1-ᾱ)) or a division by zero?", "not_finite")
+    if not run.get("requires_grad"):
+        return _loss_result("failed", "your loss carries no gradient, so training could not change the model: "
+                            "was it computed under `torch.no_grad()`, or `.detach()`ed? Return the loss as "
+                            "computed from `model(x_t, t)`.", "not_differentiable")
+    grad = run.get("grad")
+    if not isinstance(grad, Tensor) or grad.shape != x0.shape:
+        return _loss_result("failed", "no gradient reaches the model's output: the loss must be computed from "
+                            "`model(x_t, t)` itself.", "not_differentiable")
+    return _loss_targets(x0, s, spy.answer.double(), x_in.double(), t, float(loss.double()), grad.double())
 
-    def implied_noise(signal: Tensor, noise_scale: Tensor, data: Tensor) -> Tensor:
-        # solve x_in = signal·data + noise_scale·ε for ε
-        shape = (-1, 1, 1, 1)
-        return (x_in.double() - signal.reshape(shape) * data.double()) / noise_scale.reshape(shape)
 
-    a = s.alpha_bars.double()
+def _loss_targets(x0: Tensor, s: NoiseSchedule, pred: Tensor, x_in: Tensor, t: Tensor, loss: float,
+                  grad: Tensor) -> CheckResult | None:
+    """Which noise made x_in, and which target the loss compares the model's output with."""
+    def implied_noise(signal: Tensor, noise_scale: Tensor) -> Tensor:
+        # solve x_in = signal·x0 + noise_scale·ε for ε
+        shape = (-1,) + (1,) * (x0.ndim - 1)
+        return (x_in - signal.reshape(shape) * x0.double()) / noise_scale.reshape(shape)
+
+    def standard_normal(e: Tensor) -> bool:
+        return bool(e.mean().abs() < 0.1 and (e.std() - 1).abs() < 0.1)
+
+    a, alphas = s.alpha_bars.double(), s.alphas.double()
     hypotheses = [  # (name, ε that fn must have drawn if this is what it did, message or None if right)
-        ("right", implied_noise(a[t].sqrt(), (1 - a[t]).sqrt(), x0), None),
-        ("reversed_t", implied_noise(a[s.T - 1 - t].sqrt(), (1 - a[s.T - 1 - t]).sqrt(), x0),
+        ("right", implied_noise(a[t].sqrt(), (1 - a[t]).sqrt()), None),
+        ("reversed_t", implied_noise(a[s.T - 1 - t].sqrt(), (1 - a[s.T - 1 - t]).sqrt()),
          "the noise level runs the wrong way: x_t was made with ᾱ[T-1-t], so a small t gets almost pure "
          "noise and a large t almost none, while the model is told t. Use `s.alpha_bars[t]`."),
-        ("noise_and_data_swapped", implied_noise((1 - a[t]).sqrt(), a[t].sqrt(), x0),
+        ("noise_and_data_swapped", implied_noise((1 - a[t]).sqrt(), a[t].sqrt()),
          "noise and image are swapped in x_t: it must be √ᾱ_t·x0 + √(1-ᾱ_t)·ε (check the order of "
          "the arguments of q_sample: `q_sample(x0, t, s, noise)`)."),
-        ("alpha_for_alpha_bar", implied_noise(s.alphas.double()[t].sqrt(), (1 - s.alphas.double()[t]).sqrt(), x0),
+        ("alpha_for_alpha_bar", implied_noise(alphas[t].sqrt(), (1 - alphas[t]).sqrt()),
          "x_t was made with α_t (one step) instead of ᾱ_t: use `dl.q_sample`, which jumps to step t."),
     ]
+    for other in (NoiseSchedule.linear(), NoiseSchedule.cosine()):  # the lessons' global schedules
+        if other.T > int(t.max()) and not torch.allclose(other.alpha_bars[:s.T], s.alpha_bars):
+            b = other.alpha_bars.double()
+            hypotheses.append(("ignores_schedule", implied_noise(b[t].sqrt(), (1 - b[t]).sqrt()),
+                               f"x_t was made with another schedule than the argument `s` (the {other.name} "
+                               f"schedule with T = {other.T}, probably a global one from the lesson): read ᾱ from "
+                               "the `s` your function is given."))
+    n = pred.numel()
     for name, eps, message in hypotheses:
-        if not (eps.mean().abs() < 0.1 and (eps.std() - 1).abs() < 0.1):
+        if not torch.isfinite(eps).all() or not standard_normal(eps):
             continue  # fn did not draw a standard normal under this hypothesis
-        targets = {"eps": eps, "x0": x0.double(), "x_t": x_in.double()}
-        got = {k: F.mse_loss(pred, v).item() for k, v in targets.items()}
-        matches = [k for k, v in got.items() if math.isclose(v, loss.item(), rel_tol=1e-3, abs_tol=1e-6)]
+        # A target matches when the loss is the mean squared error to it *and* its gradient is that
+        # error's, 2·(ε_θ − target)/n: the value alone can match a wrong target by chance.
+        target = pred - grad * n / 2  # the target of a mean squared error, read off its gradient
+        targets = {"eps": eps, "x0": x0.double(), "x_t": x_in}
+        matches = [k for k, v in targets.items()
+                   if math.isclose(F.mse_loss(pred, v).item(), loss, rel_tol=1e-3, abs_tol=1e-6)
+                   and torch.allclose(target, v, rtol=1e-3, atol=1e-3)]
         if name == "right" and matches == ["eps"]:
-            return _loss_result("passed", "correct: random t per image, x_t from q_sample, and the noise as target.")
+            return None
         if message is not None:
             return _loss_result("failed", message, name)
         if "x0" in matches:
@@ -447,10 +906,43 @@ def check_diffusion_loss(fn: Callable[[torch.nn.Module, Tensor, NoiseSchedule], 
         if "x_t" in matches:
             return _loss_result("failed", "the target is x_t, the network's own input. Compare its output with "
                                 "the noise ε that made x_t.", "target_x_t")
+        if standard_normal(target) and math.isclose(F.mse_loss(pred, target).item(), loss, rel_tol=1e-3):
+            return _loss_result("failed", "the target is a fresh standard normal, not the noise that made x_t: "
+                                "draw ε once, make x_t with it, and compare the model's output with that same ε "
+                                "(`noise = torch.randn_like(x0)` before both).", "target_noise_mismatch")
         return _loss_result("failed", "x_t is made right, but the loss is not the mean squared error between "
                             "the model's output and the noise: use `F.mse_loss(model(x_t, t), noise)`.")
     return _loss_result("failed", "the model's input is not x0 noised with a standard normal ε at the steps t "
                         "it was given. Make it with `dl.q_sample(x0, t, s, noise)`, noise = torch.randn_like(x0).")
+
+
+def _judge_loss(cases: list[tuple], runs: list) -> CheckResult:
+    for case, run in zip(cases, runs, strict=False):
+        problem = _run_problem("diffusion_loss", run, len(cases))
+        if problem is not None and problem.status == "error" and f"must be in [0, {case[2].T - 1}]" in problem.message:
+            return _loss_result("error", problem.message + f" This schedule has T = {case[2].T} steps: draw t with "
+                                "`torch.randint(0, s.T, (B,))`, not a fixed 1000 (the checker hands your function "
+                                "schedules of other lengths).", "t_range")
+        if problem is not None:
+            return problem
+        verdict = _loss_verdict(case, run)
+        if verdict is not None:
+            return verdict
+    if len(runs) != len(cases):
+        return _loss_result("failed", "the function's results could not be read back.")
+    return _loss_result("passed", "correct: random t per image, x_t from q_sample, and the noise as target.")
+
+
+def check_diffusion_loss(fn: Callable[[torch.nn.Module, Tensor, NoiseSchedule], Tensor],
+                         seed: int | None = None) -> CheckResult:
+    """Check ``fn(model, x0, s) -> loss``, the DDPM objective with its own random t and ε.
+
+    The checker hands ``fn`` a stand-in model that records its inputs and answers a fixed
+    tensor. From what the model saw, it works out which noise ``fn`` drew; from the loss and
+    its gradient, which target ``fn`` used. A second schedule of only 10 steps, with a batch
+    of 256, shows a t drawn from the wrong range in every run. Lesson: notebooks/04_training.ipynb
+    """
+    return _check("diffusion_loss", fn, seed)
 
 
 # ------------------------------------------------------------------ ddpm_step
@@ -520,17 +1012,48 @@ _NOISE_AT_LAST_STEP = (
 )
 
 
-def _ddpm_step_inputs(seed: int | None) -> list[tuple]:
-    """(eps, t, x_t, s, noise) tuples: three with t in [1, T-2], then one with t = 0 (the last step)."""
-    g = _generator(seed)
+_ONE_BASED_GUARD = (
+    "at t = 1 your step adds no noise: that is the paper's `if t > 1` guard, written for its 1-based steps "
+    "(the paper's t = 1 is the last step). Here steps are 0-based: the last step is t = 0, and t = 1 still "
+    "adds σ_1·z. Use `if t > 0` (or no guard at all: β̃_0 = 0)."
+)
+
+
+def _ddpm_step_cases(g: torch.Generator) -> list[tuple]:
+    """(eps, t, x_t, s, noise) tuples: two with t in [2, T-2], then t = 1 and t = 0 (the last step)."""
     out = []
-    for shape in [(16, 2), (4, 1, 5, 5), (8, 3, 4, 4), (6, 1, 4, 4)]:
+    for n, shape in enumerate([(16, 2), (4, 1, 5, 5), (8, 3, 4, 4), (6, 1, 4, 4)]):
         T = int(torch.randint(10, 30, (), generator=g))
-        s = NoiseSchedule(0.02 + 0.28 * torch.rand(T, generator=g, dtype=torch.float64), name="random")
-        t = int(torch.randint(1, T - 1, (), generator=g)) if len(out) < 3 else 0
+        s = _random_schedule(g, T, 0.02, 0.30)
+        t = [int(torch.randint(2, T - 1, (), generator=g)), int(torch.randint(2, T - 1, (), generator=g)), 1, 0][n]
         x, eps, noise = (torch.randn(shape, generator=g) for _ in range(3))
         out.append((eps, t, x, s, noise))
     return out
+
+
+def _ddpm_reference(dtype: torch.dtype) -> Callable[..., Tensor]:
+    from .sampling import ddpm_step
+
+    def reference(eps: Tensor, t: int, x: Tensor, s: NoiseSchedule, z: Tensor) -> Tensor:
+        return ddpm_step(eps.to(dtype), t, x.to(dtype), s, noise=z.to(dtype))
+
+    return reference
+
+
+def _ddpm_last_steps(case: tuple, got: Tensor, expected: Tensor) -> CheckResult | None:
+    """Right but for a multiple of the noise z: noise at the last step, or the 1-based `t > 1` guard."""
+    _, t, _, s, z = case
+    if t > 1:
+        return None
+    diff, z = (got.double() - expected).flatten(), z.double().flatten()
+    c = (diff @ z / (z @ z)).item()
+    if abs(c) < 1e-4 or not torch.allclose(diff, c * z, rtol=1e-4, atol=1e-5):
+        return None
+    if t == 0:
+        return CheckResult("ddpm_step", "failed", _NOISE_AT_LAST_STEP.format(c=c), "noise_at_last_step")
+    if math.isclose(-c, math.sqrt(_coef(s.posterior_variance, 1)), rel_tol=1e-3):
+        return CheckResult("ddpm_step", "failed", _ONE_BASED_GUARD, "one_based_guard")
+    return None
 
 
 def check_ddpm_step(fn: Callable[[Tensor, int, Tensor, NoiseSchedule, Tensor], Tensor],
@@ -538,29 +1061,10 @@ def check_ddpm_step(fn: Callable[[Tensor, int, Tensor, NoiseSchedule, Tensor], T
     """Check ``fn(eps, t, x_t, s, noise) -> x_{t-1}``, one step of Ho et al.'s Algorithm 2, t an int:
 
     x_{t-1} = 1/√α_t · (x_t - β_t/√(1-ᾱ_t) · ε) + σ_t·z, σ_t² = β̃_t, and no noise at t = 0
-    (``sampling.ddpm_step`` with its default variance). Lesson: notebooks/05_sampling.ipynb
+    (``sampling.ddpm_step`` with its default variance). Tested at t = 1 and t = 0 too.
+    Lesson: notebooks/05_sampling.ipynb
     """
-    from .sampling import ddpm_step
-
-    def reference(eps: Tensor, t: int, x: Tensor, s: NoiseSchedule, z: Tensor) -> Tensor:
-        return ddpm_step(eps, t, x, s, noise=z)
-
-    inputs = _ddpm_step_inputs(seed)
-    result = _check("ddpm_step", fn, reference, _DDPM_STEP_MISTAKES, inputs[:3])
-    if not result:
-        return result
-    last = _check("ddpm_step", fn, reference, _DDPM_STEP_MISTAKES, inputs[3:])
-    if last.status == "failed" and last.mistake is None:
-        # right for t > 0 but not at t = 0: is the difference a multiple of the noise z?
-        eps, t, x, s, z = inputs[3]
-        diff = (torch.as_tensor(fn(eps, t, x, s, z)).double() - reference(eps, t, x, s, z).double()).flatten()
-        c = (diff @ z.double().flatten() / (z.double().flatten() @ z.double().flatten())).item()
-        if abs(c) > 1e-4 and torch.allclose(diff, c * z.double().flatten(), rtol=1e-4, atol=1e-5):
-            return CheckResult("ddpm_step", "failed", _NOISE_AT_LAST_STEP.format(c=c), "noise_at_last_step")
-    if not last:
-        return last
-    return CheckResult("ddpm_step", "passed", f"correct on {len(inputs)} random tests, the last step (t = 0) "
-                       "included.")
+    return _check("ddpm_step", fn, seed)
 
 
 # ------------------------------------------------------------ guided noise estimate
@@ -592,6 +1096,14 @@ _GUIDED_MISTAKES = [
 ]
 
 
+def _guided_cases(g: torch.Generator) -> list[tuple]:
+    ws = [round(1.5 + 6.5 * torch.rand((), generator=g).item(), 2),  # strong guidance, in [1.5, 8]
+          round(0.1 + 0.3 * torch.rand((), generator=g).item(), 2), 1.0, 0.0]  # weak; plain conditional; none
+    shapes = [(4, 1, 6, 6), (8, 1, 5, 5), (2, 3, 4, 4), (3, 1, 7, 7)]
+    return [(torch.randn(shape, generator=g), torch.randn(shape, generator=g), w)
+            for shape, w in zip(shapes, ws, strict=True)]
+
+
 def check_guided_eps(fn: Callable[[Tensor, Tensor, float], Tensor], seed: int | None = None) -> CheckResult:
     """Check ``fn(eps_cond, eps_uncond, w) -> ε̃ = ε_uncond + w·(ε_cond − ε_uncond)``, w a float.
 
@@ -601,16 +1113,42 @@ def check_guided_eps(fn: Callable[[Tensor, Tensor, float], Tensor], seed: int | 
 
     Lesson: notebooks/06_guidance.ipynb
     """
-    if not callable(fn):
-        raise ValueError(f"pass your function itself to the checker, got {type(fn).__name__}")
-    g = _generator(seed)
-    ws = [round(1.5 + 6.5 * torch.rand((), generator=g).item(), 2),  # strong guidance, in [1.5, 8]
-          round(0.1 + 0.3 * torch.rand((), generator=g).item(), 2), 1.0, 0.0]  # weak; plain conditional; none
-    shapes = [(4, 1, 6, 6), (8, 1, 5, 5), (2, 3, 4, 4), (3, 1, 7, 7)]
-    inputs = [(torch.randn(shape, generator=g), torch.randn(shape, generator=g), w)
-              for shape, w in zip(shapes, ws, strict=True)]
+    return _check("guided_eps", fn, seed)
 
-    def on_copies(c: Tensor, u: Tensor, w: float) -> Tensor:  # an in-place answer must not change the inputs
-        return fn(c.clone(), u.clone(), w)
 
-    return _check("guided_eps", on_copies, _guided, _GUIDED_MISTAKES, inputs)
+# ------------------------------------------------------------------ the exercises
+def _noising(name: str, fn: Callable[..., Tensor], mistakes: Sequence[Mistake]) -> _Exercise:
+    return _Exercise(name, _noising_cases,
+                     reference=lambda x, t, s, e: fn(x.double(), t, s, e.double()),
+                     reference32=lambda x, t, s, e: fn(x.float(), t, s, e.float()),
+                     scale=_noising_scale, mistakes=mistakes, probes=("repeat", "noise", "schedule"))
+
+
+EXERCISES: dict[str, _Exercise] = {
+    "markov_step": _noising("markov_step", markov_step, _MARKOV_MISTAKES),
+    "q_sample": _noising("q_sample", q_sample, _Q_SAMPLE_MISTAKES),
+    "cosine_schedule": _Exercise(
+        "cosine_schedule", _cosine_cases, reference=cosine_betas, sensitivity=_cosine_sensitivity,
+        scale=lambda case: 1.0, mistakes=_COSINE_MISTAKES),
+    "sinusoidal_embedding": _Exercise(
+        "sinusoidal_embedding", _embedding_cases, reference=_embedding,
+        reference32=lambda t, d: _sinusoidal_embedding32(t, d),
+        scale=lambda case: float(case[0].abs().max()), mistakes=_EMBEDDING_MISTAKES),
+    "diffusion_loss": _Exercise("diffusion_loss", _loss_cases, judge=_judge_loss),
+    "ddpm_step": _Exercise(
+        "ddpm_step", _ddpm_step_cases, reference=_ddpm_reference(torch.float64),
+        reference32=_ddpm_reference(torch.float32), scale=lambda case: 2 * _size(case[0], case[2], case[4]),
+        mistakes=_DDPM_STEP_MISTAKES, probes=("repeat", "noise", "schedule"),
+        passed="correct on {n} random tests, the last steps (t = 1 and t = 0) included.",
+        diagnose=_ddpm_last_steps),
+    "guided_eps": _Exercise(
+        "guided_eps", _guided_cases, reference=lambda c, u, w: _guided(c.double(), u.double(), w),
+        reference32=lambda c, u, w: _guided(c.float(), u.float(), w),
+        scale=lambda case: (1 + abs(case[2])) * _size(case[0], case[1]), mistakes=_GUIDED_MISTAKES),
+}
+
+
+def _sinusoidal_embedding32(t: Tensor, dim: int) -> Tensor:
+    from .unet import sinusoidal_embedding
+
+    return sinusoidal_embedding(t, dim)

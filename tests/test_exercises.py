@@ -100,6 +100,8 @@ EMBEDDING_BUGS = {
     "t_not_multiplied": lambda t, d: torch.cat([_angles(torch.ones_like(t), d).sin(),
                                                 _angles(torch.ones_like(t), d).cos()], 1),
     "period_1000": lambda t, d: torch.cat([_angles(t, d, base=1000.0).sin(), _angles(t, d, base=1000.0).cos()], 1),
+    "half_minus_one": lambda t, d: torch.cat([_angles(t, d, denom=d // 2 - 1).sin(),  # the original DDPM code
+                                              _angles(t, d, denom=d // 2 - 1).cos()], 1),
 }
 CASES = [
     (ex.check_markov_step, markov_step, good_markov_step, MARKOV_BUGS, ex._MARKOV_MISTAKES),

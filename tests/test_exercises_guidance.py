@@ -21,8 +21,8 @@ def good_as_mixture(eps_cond, eps_uncond, w):
     return (1 - w) * eps_uncond + w * eps_cond
 
 
-def good_in_place(eps_cond, eps_uncond, w):
-    """Overwrites its inputs: still right, and must not confuse the checker."""
+def in_place(eps_cond, eps_uncond, w):
+    """The right value, but it overwrites its input: the sampler still needs ε_cond, so this is a mistake."""
     eps_cond -= eps_uncond
     eps_cond *= w
     eps_cond += eps_uncond
@@ -44,12 +44,18 @@ GUIDED_BUGS = {
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3, None])
-@pytest.mark.parametrize("fn", [ex._guided, good_guided_eps, good_as_mixture, good_in_place, good_with_torch_lerp],
+@pytest.mark.parametrize("fn", [ex._guided, good_guided_eps, good_as_mixture, good_with_torch_lerp],
                          ids=lambda f: f.__name__)
 def test_right_answers_pass(fn, seed):
     result = ex.check_guided_eps(fn, seed=seed)
     assert result.passed and bool(result), result
     assert repr(result).startswith("✅")
+
+
+@pytest.mark.parametrize("seed", [0, 1, None])
+def test_an_answer_that_overwrites_its_input_is_named(seed):
+    result = ex.check_guided_eps(in_place, seed=seed)
+    assert not result and result.mistake == "changed_input" and "`eps_cond`" in result.message, result
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3, None])
