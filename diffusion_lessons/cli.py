@@ -4,6 +4,8 @@
     diffusion-lessons quiz NAME [--answers]  a lesson's quiz as text (answers hidden by default)
     diffusion-lessons train --dataset mnist5k --steps N --out runs/NAME [--resume]
     diffusion-lessons student OUTDIR         student editions: solutions replaced by stubs, outputs cleared
+    diffusion-lessons learner DIR [--refresh CHAPTER ...]   your own copy of the lessons (make lab): stubs,
+                                             answers' outputs cleared; a notebook already in DIR is never overwritten
     diffusion-lessons grade SUBMISSION.ipynb ...   run each submission's exercise checkers; a pass/fail table
     diffusion-lessons book [--out DIR]       the course book as a static HTML site (default _build/book)
 
@@ -99,17 +101,40 @@ def _student(args: argparse.Namespace) -> int:
     return 0
 
 
+def _learner(args: argparse.Namespace) -> int:
+    from .student import write_learner_editions
+
+    try:
+        copies = write_learner_editions(args.dir, load_book(args.manifest), refresh=args.refresh or ())
+    except OSError as e:  # e.g. DIR is a file, or not writable: one line, like every error here
+        raise ValueError(f"cannot write the lessons into {args.dir}: {e}") from e
+    for copy in copies:
+        if copy.status == "kept":
+            print(f"kept      {copy.path}  (your copy, not overwritten; --refresh {copy.path.stem} replaces it)")
+        elif copy.status == "refreshed":
+            print(f"refreshed {copy.path}  (your previous copy: {copy.replaced})")
+        else:
+            print(f"wrote     {copy.path}")
+    kept = sum(copy.status == "kept" for copy in copies)
+    print(f"{len(copies) - kept} written, {kept} of your copies kept, in {args.dir}")
+    return 0
+
+
 def _grade(args: argparse.Namespace) -> int:
-    from .grading import grade_submission, grades_table, write_csv
+    from .grading import MEMORY_GIB, clean_text, grade_submissions, grades_table, write_csv
 
     book = load_book(args.manifest)
-    grades = []
     for submission in args.submissions:
         if not Path(submission).is_file():
-            raise FileNotFoundError(f"no such submission: {submission}")
-    for submission in args.submissions:
-        print(f"grading {submission} ...", file=sys.stderr, flush=True)
-        grades.append(grade_submission(submission, book, timeout=args.timeout, budget=args.budget))
+            raise FileNotFoundError(f"no such submission: {clean_text(submission)}")
+    grades = grade_submissions(args.submissions, book, chapter=args.chapter, timeout=args.timeout,
+                               memory_gib=MEMORY_GIB if args.memory is None else args.memory, budget=args.budget,
+                               on_start=lambda path: print(f"grading {clean_text(path)} ...", file=sys.stderr,
+                                                           flush=True))
+    for grade in grades:
+        for path in grade.tampered:  # loud: on stderr as well as in the table
+            print(f"diffusion-lessons: WARNING: submission {clean_text(grade.submission)} modified "
+                  f"{clean_text(path)}; restored, and the submission scores 0", file=sys.stderr)
     print(grades_table(grades))
     if args.csv:
         write_csv(grades, args.csv)
@@ -132,9 +157,23 @@ def _add_teaching_parsers(sub) -> None:
                    help="instead, write nbgrader's source/ layout (solutions kept, hidden tests added) into OUTDIR")
     p.add_argument("--manifest", default=None, help="path to book.toml (default: found from here)")
     p.set_defaults(run=_student)
+    p = sub.add_parser("learner", help="write your own copy of the lessons (stubs; outputs that reveal no answer "
+                                       "kept); notebooks already there are never overwritten")
+    p.add_argument("dir", help="folder for your copy, e.g. lessons")
+    p.add_argument("--refresh", nargs="+", metavar="CHAPTER", default=None,
+                   help="replace these chapters' notebooks by fresh ones (e.g. 01_markov_noising); "
+                        "your copies move to DIR/.replaced/")
+    p.add_argument("--manifest", default=None, help="path to book.toml (default: found from here)")
+    p.set_defaults(run=_learner)
     p = sub.add_parser("grade", help="grade submitted notebooks: each exercise's checker, a pass/fail table")
     p.add_argument("submissions", nargs="+", metavar="SUBMISSION.ipynb", help="notebooks handed in by students")
-    p.add_argument("--timeout", type=float, default=600, help="seconds for one submission's cells, all together")
+    p.add_argument("--chapter", default=None,
+                   help="grade every submission as this chapter of book.toml (default: the chapter named in each "
+                        "file name, e.g. alice_01_markov_noising.ipynb)")
+    p.add_argument("--timeout", type=float, default=600,
+                   help="seconds for one submission's cells, all together, from its kernel's start (default 600)")
+    p.add_argument("--memory", type=float, default=None, metavar="GIB",
+                   help="memory cap of one submission's process, in GiB (default 4: every lesson needs under 1.5)")
     p.add_argument("--budget", choices=["smoke", "learner"], default="smoke",
                    help="the lessons' budget in the grading kernel (smoke: short training runs)")
     p.add_argument("--csv", default=None, help="also write one row per exercise to this CSV file")
