@@ -123,6 +123,16 @@ def test_exercises_are_checker_calls_on_functions_from_solution_cells():
         assert {e.name for e in found[chapter.name]} == set(chapter.exercises), chapter.name
 
 
+def test_student_editions_name_the_same_exercises():
+    """The grader's container (docs/grader.Dockerfile) holds student editions, not solutions: it must find
+    the same exercises in them."""
+    from diffusion_lessons.student import student_notebook
+
+    for chapter in BOOK.chapters:
+        lesson = nbformat.read(BOOK.root / chapter.notebook, as_version=4)
+        assert find_exercises(student_notebook(lesson, chapter.name)) == find_exercises(lesson), chapter.name
+
+
 def test_the_chapter_comes_from_the_teacher_not_the_submission(course, tmp_path):
     # renamed, no metadata, an exercise dropped: no chapter in its name, so it is not graded, with one clear line
     bob = _submission(tmp_path / "bob.ipynb", "import math", RIGHT_STEP, chapter=None)
