@@ -50,7 +50,6 @@ untrusted work in a container with a read-only file system and no network (docs/
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import csv
 import ctypes
@@ -79,7 +78,7 @@ from nbformat import NotebookNode
 from . import exercises as ex
 from .book import Book, Chapter, load_book
 from .runtime import kernel_env
-from .student import _BEGIN_WORDS, SOLUTION_TAG
+from .student import Exercise, find_exercises
 from .training import write_atomic
 
 __all__ = ["CHECK_SECONDS", "MEMORY_GIB", "STATUSES", "Exercise", "ExerciseResult", "Grade", "clean_text",
@@ -94,20 +93,6 @@ RUNS_MAX_BYTES = 64 * 2**20  # nor is a results file larger than this
 MESSAGE_MAX = 1000  # characters of one message in the CSV (the table shows fewer)
 _CHANNEL_MAX_LINE = 64 * 2**10  # a longer line on the kernel's channel is dropped
 _CELL_ERRORS_MAX = 200  # cell errors kept per submission
-
-
-@dataclass(frozen=True)
-class Exercise:
-    checker: str  # a function of diffusion_lessons.exercises, e.g. "check_q_sample"
-    function: str  # the student's function handed to it, e.g. "my_q_sample"
-
-    @property
-    def name(self) -> str:
-        """The exercise's name, e.g. "q_sample" (book.toml's ``exercises`` and ``exercises.EXERCISES`` use these)."""
-        return self.checker.removeprefix("check_")
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.function})"
 
 
 @dataclass(frozen=True)
@@ -144,51 +129,6 @@ class Grade:
 
 class GradingError(ValueError):
     """A submission that cannot be graded (not a notebook, no chapter); the message is one line."""
-
-
-# ------------------------------------------------------------------ finding the exercises
-def _python_source(source: str) -> ast.Module | None:
-    """A code cell's source as a Python AST (IPython magics translated first); None if it does not parse."""
-    from IPython.core.inputtransformer2 import TransformerManager
-
-    try:
-        return ast.parse(TransformerManager().transform_cell(source))
-    except SyntaxError:
-        return None
-
-
-def _is_solution_cell(cell: NotebookNode) -> bool:
-    return (SOLUTION_TAG in cell.get("metadata", {}).get("tags", [])
-            or cell.get("metadata", {}).get("nbgrader", {}).get("solution", False)
-            or _BEGIN_WORDS in cell.source)
-
-
-def find_exercises(nb: NotebookNode) -> list[Exercise]:
-    """The exercises of a lesson notebook: ``check_*(fn)`` calls whose ``fn`` a solution cell defines.
-
-    A checker called on a function that no solution cell defines (e.g. a demonstration
-    that the checker catches a buggy function) is not an exercise.
-    """
-    code = [(cell, _python_source(cell.source)) for cell in nb.cells if cell.cell_type == "code"]
-    defined: set[str] = set()
-    for cell, tree in code:
-        if tree is not None and _is_solution_cell(cell):
-            for node in ast.walk(tree):
-                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                    defined.add(node.name)
-                elif isinstance(node, ast.Assign):
-                    defined.update(t.id for t in node.targets if isinstance(t, ast.Name))
-    found: list[Exercise] = []
-    for _, tree in code:
-        for node in ast.walk(tree) if tree is not None else ():
-            if not (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Name)):
-                continue
-            func = node.func
-            name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
-            exercise = Exercise(name, node.args[0].id)
-            if name.startswith("check_") and exercise.function in defined and exercise not in found:
-                found.append(exercise)
-    return found
 
 
 # ------------------------------------------------------------------ reading the submissions

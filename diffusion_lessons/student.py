@@ -94,10 +94,12 @@ __all__ = [
     "END_HIDDEN",
     "SOLUTION_TAG",
     "TEXT_STUB",
+    "Exercise",
     "LearnerCopy",
     "MarkerError",
     "SolutionRegion",
     "answer_cells",
+    "find_exercises",
     "learner_notebook",
     "marked_regions",
     "nbgrader_metadata",
@@ -331,6 +333,56 @@ def write_student_editions(out_dir: str | Path, book: Book | None = None) -> lis
     return written
 
 
+# ------------------------------------------------------------------ the exercises of a lesson
+@dataclass(frozen=True)
+class Exercise:
+    checker: str  # a function of diffusion_lessons.exercises, e.g. "check_q_sample"
+    function: str  # the student's function handed to it, e.g. "my_q_sample"
+
+    @property
+    def name(self) -> str:
+        """The exercise's name, e.g. "q_sample" (book.toml's ``exercises`` and ``exercises.EXERCISES`` use these)."""
+        return self.checker.removeprefix("check_")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.function})"
+
+
+
+def _is_solution_cell(cell: NotebookNode) -> bool:
+    return (SOLUTION_TAG in cell.get("metadata", {}).get("tags", [])
+            or cell.get("metadata", {}).get("nbgrader", {}).get("solution", False)
+            or _BEGIN_WORDS in cell.source)
+
+
+def find_exercises(nb: NotebookNode) -> list[Exercise]:
+    """The exercises of a lesson notebook: ``check_*(fn)`` calls whose ``fn`` a solution cell defines.
+
+    A checker called on a function that no solution cell defines (e.g. a demonstration
+    that the checker catches a buggy function) is not an exercise. The grader reads them
+    from the teacher's lesson notebook; the nbgrader source layout adds a test after each.
+    """
+    code = [(cell, _parse(cell.source)) for cell in nb.cells if cell.cell_type == "code"]
+    defined: set[str] = set()
+    for cell, tree in code:
+        if tree is not None and _is_solution_cell(cell):
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    defined.add(node.name)
+                elif isinstance(node, ast.Assign):
+                    defined.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    found: list[Exercise] = []
+    for _, tree in code:
+        for node in ast.walk(tree) if tree is not None else ():
+            if not (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Name)):
+                continue
+            exercise = Exercise(_called(node), node.args[0].id)
+            if exercise.checker.startswith(CHECKER_PREFIX) and exercise.function in defined \
+                    and exercise not in found:
+                found.append(exercise)
+    return found
+
+
 # ------------------------------------------------------------------ the learner's edition
 def _parse(source: str) -> ast.Module | None:
     """A code cell's source as a Python AST (IPython magics translated first, where IPython is installed)."""
@@ -562,8 +614,6 @@ def nbgrader_source(nb: NotebookNode, name: str = "notebook", where: str | None 
     is hidden from students (nbgrader's ``### BEGIN HIDDEN TESTS``): it asserts that the
     checker passes on the student's function.
     """
-    from .grading import find_exercises
-
     nb = copy.deepcopy(nb)
     nbgrader_metadata(nb, name, solution_regions(nb, where or name))
     for n, exercise in enumerate(find_exercises(nb)):
