@@ -21,6 +21,11 @@ __all__ = ["Book", "Chapter", "find_manifest", "load_book"]
 
 @dataclass(frozen=True)
 class Chapter:
+    """One chapter of book.toml: its notebook, title, objectives, minutes, exercises and quiz.
+
+    Guide: docs/teaching.md
+    """
+
     notebook: str  # path relative to book.toml, e.g. "notebooks/01_markov_noising.ipynb"
     title: str  # shown in the table of contents
     objectives: tuple[str, ...]  # what a learner can do after the chapter
@@ -36,6 +41,11 @@ class Chapter:
 
 @dataclass(frozen=True)
 class Book:
+    """The course manifest (book.toml): its title and chapters, in order.
+
+    Guide: docs/teaching.md
+    """
+
     title: str
     authors: tuple[str, ...]
     description: str
@@ -46,7 +56,10 @@ class Book:
 
 def find_manifest(start: Path | None = None) -> Path:
     """book.toml in ``start`` (default: the working directory) or a folder above it,
-    else beside the installed package (an editable install from a clone)."""
+    else beside the installed package (an editable install from a clone).
+
+    Guide: docs/teaching.md
+    """
     start = Path.cwd() if start is None else Path(start)
     for folder in [start, *start.resolve().parents, Path(__file__).resolve().parent.parent]:
         if (folder / "book.toml").is_file():
@@ -55,7 +68,10 @@ def find_manifest(start: Path | None = None) -> Path:
 
 
 def load_book(path: str | Path | None = None) -> Book:
-    """Read and check book.toml (found with ``find_manifest`` when ``path`` is None)."""
+    """Read and check book.toml (found with ``find_manifest`` when ``path`` is None).
+
+    Guide: docs/teaching.md
+    """
     path = find_manifest() if path is None else Path(path)
     with open(path, "rb") as f:
         data = tomllib.load(f)

@@ -70,7 +70,10 @@ _NOT_IMPLEMENTED = ("not implemented yet: replace the `raise NotImplementedError
 
 @dataclass(frozen=True)
 class CheckResult:
-    """What a checker found. Truthy when the exercise passed."""
+    """What a checker found. Truthy when the exercise passed.
+
+    Lesson: notebooks/01_markov_noising.ipynb
+    """
 
     exercise: str  # the exercise's name, e.g. "markov_step"
     status: str  # "passed", "failed", "not implemented", "error" or "timeout"
@@ -110,6 +113,8 @@ def encode(obj: object) -> object:
 
     ``torch.save`` writes it and ``torch.load(..., weights_only=True)`` reads it back without
     running any code; ``decode(encode(x))`` gives ``x`` back (tuples as tuples).
+
+    Lesson: notebooks/07_generative_models.ipynb
     """
     if isinstance(obj, NoiseSchedule):
         return {"__schedule__": obj.betas.double().clone(), "name": obj.name}
@@ -127,7 +132,10 @@ def encode(obj: object) -> object:
 
 
 def decode(obj: object) -> object:
-    """The inverse of ``encode``."""
+    """The inverse of ``encode``.
+
+    Lesson: notebooks/07_generative_models.ipynb
+    """
     if isinstance(obj, dict):
         if "__schedule__" in obj:
             return NoiseSchedule(obj["__schedule__"], name=str(obj.get("name", "random")))
@@ -246,6 +254,8 @@ def run_cases(name: str, fn: Callable, cases: Sequence[tuple], seconds: float | 
     For the loss, also ``calls`` (what the model was called with), ``requires_grad`` and
     ``grad`` (∂loss/∂ε_θ after ``loss.backward()``). Runs stop at the first exception or at the
     time limit (``seconds``, all cases together; default ``TIME_LIMIT``).
+
+    Lesson: notebooks/01_markov_noising.ipynb
     """
     if name not in EXERCISES:
         raise ValueError(f"name must be one of {sorted(EXERCISES)}, got {name!r}")
@@ -394,7 +404,10 @@ def _probe_cases(ex: _Exercise, first: tuple, g: torch.Generator) -> list[tuple]
 
 
 def make_cases(name: str, seed: int | None = None) -> list[tuple]:
-    """The inputs a checker hands the learner's function: the main cases, then the probes."""
+    """The inputs a checker hands the learner's function: the main cases, then the probes.
+
+    Lesson: notebooks/01_markov_noising.ipynb
+    """
     if name not in EXERCISES:
         raise ValueError(f"name must be one of {sorted(EXERCISES)}, got {name!r}")
     ex = EXERCISES[name]
@@ -505,6 +518,8 @@ def judge(name: str, cases: list[tuple], runs: object) -> CheckResult:
 
     Pure and defensive: runs that come from another process may be malformed or forged; they
     fail, and never make the checker raise.
+
+    Lesson: notebooks/01_markov_noising.ipynb
     """
     if name not in EXERCISES:
         raise ValueError(f"name must be one of {sorted(EXERCISES)}, got {name!r}")
@@ -940,7 +955,9 @@ def check_diffusion_loss(fn: Callable[[torch.nn.Module, Tensor, NoiseSchedule], 
     The checker hands ``fn`` a stand-in model that records its inputs and answers a fixed
     tensor. From what the model saw, it works out which noise ``fn`` drew; from the loss and
     its gradient, which target ``fn`` used. A second schedule of only 10 steps, with a batch
-    of 256, shows a t drawn from the wrong range in every run. Lesson: notebooks/04_training.ipynb
+    of 256, shows a t drawn from the wrong range in every run.
+
+    Lesson: notebooks/04_training.ipynb
     """
     return _check("diffusion_loss", fn, seed)
 

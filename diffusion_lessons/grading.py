@@ -97,6 +97,11 @@ _CELL_ERRORS_MAX = 200  # cell errors kept per submission
 
 @dataclass(frozen=True)
 class ExerciseResult:
+    """The verdict on one exercise of one submission.
+
+    Guide: docs/teaching.md
+    """
+
     exercise: Exercise
     status: str  # one of STATUSES
     message: str  # the checker's words, or why it could not run
@@ -108,6 +113,11 @@ class ExerciseResult:
 
 @dataclass(frozen=True)
 class Grade:
+    """One submission's grade: a verdict per exercise, its cell errors, time and notes.
+
+    Guide: docs/teaching.md
+    """
+
     submission: Path  # as the teacher named it
     chapter: str | None  # e.g. "01_markov_noising"; None if none was found (see ``error``)
     results: tuple[ExerciseResult, ...]
@@ -681,6 +691,8 @@ def grade_submissions(
 
     Every submission is read before any of them runs, and the exercises' checkers were imported
     before too, so no submission can change what another is graded on or with.
+
+    Guide: docs/teaching.md
     """
     book = load_book() if book is None else book
     if chapter is not None and chapter not in {c.name for c in book.chapters}:
@@ -772,14 +784,20 @@ def _grade_one(sub: _Submission, exercises: list[Exercise], package: Path, watch
 
 def grade_submission(path: str | Path, book: Book | None = None, timeout: float = 600.0, budget: str = "smoke",
                      **options: object) -> Grade:
-    """Grade one submission: ``grade_submissions([path], ...)[0]`` (same options)."""
+    """Grade one submission: ``grade_submissions([path], ...)[0]`` (same options).
+
+    Guide: docs/teaching.md
+    """
     return grade_submissions([path], book, timeout=timeout, budget=budget, **options)[0]
 
 
 # ------------------------------------------------------------------ reporting
 def clean_text(text: object, limit: int = MESSAGE_MAX) -> str:
     """One printable line of at most ``limit`` characters: control, format (e.g. bidi overrides) and
-    separator characters become spaces, runs of spaces one space. A submission's words cannot forge a row."""
+    separator characters become spaces, runs of spaces one space. A submission's words cannot forge a row.
+
+    Guide: docs/teaching.md
+    """
     chars = (" " if unicodedata.category(ch)[0] in "CZ" else ch for ch in str(text))
     line = " ".join("".join(chars).split())
     return line if len(line) <= limit else line[:limit - 3] + "..."
@@ -790,7 +808,10 @@ _SHORT = {"passed": "pass", "failed": "FAIL", "not implemented": "FAIL: not done
 
 
 def grades_table(grades: list[Grade], width: int = 70) -> str:
-    """A plain-text table: one row per exercise of each submission, then its score; every cell one line."""
+    """A plain-text table: one row per exercise of each submission, then its score; every cell one line.
+
+    Guide: docs/teaching.md
+    """
     rows = [("submission", "exercise (function)", "result", "why")]
     for g in grades:
         name = clean_text(g.submission, 200)
@@ -827,7 +848,10 @@ def _csv_field(value: object) -> str:
 
 
 def write_csv(grades: list[Grade], path: str | Path) -> None:
-    """One row per exercise of each submission (one row for a submission not graded), for a spreadsheet."""
+    """One row per exercise of each submission (one row for a submission not graded), for a spreadsheet.
+
+    Guide: docs/teaching.md
+    """
     out = io.StringIO(newline="")
     rows = csv.writer(out)
     rows.writerow(["submission", "chapter", "exercise", "function", "status", "passed", "message"])

@@ -45,7 +45,10 @@ _CONTROL = re.compile(r"(Slider|Dropdown|Checkbox|ToggleButtons|RadioButtons|Sel
 
 
 def page_name(chapter: Chapter) -> str:
-    """The chapter's page in the book, e.g. "01_markov_noising.html"."""
+    """The chapter's page in the book, e.g. "01_markov_noising.html".
+
+    Guide: docs/teaching.md
+    """
     return f"{chapter.name}.html"
 
 
@@ -83,6 +86,8 @@ def degrade_widgets(nb: NotebookNode) -> NotebookNode:
     An output with its own static rendering keeps it (a quiz: text/html; a tqdm bar:
     text/plain); a widget whose text/plain is only its repr becomes a note and the
     outputs saved in its state.
+
+    Guide: docs/teaching.md
     """
     nb = copy.deepcopy(nb)
     state = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
@@ -186,6 +191,8 @@ def build_book(out: str | Path = "_build/book", book: Book | None = None, execut
 
     ``execute`` runs each notebook first (with ``budget``: "learner" or "smoke");
     otherwise the committed outputs are shown.
+
+    Guide: docs/teaching.md
     """
     from nbconvert import HTMLExporter
 

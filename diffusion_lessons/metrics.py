@@ -91,6 +91,8 @@ class MnistClassifier(nn.Module):
 
     (B, 1, 28, 28) -> conv 16 -> pool -> conv 32, conv 32 -> pool -> conv 64 -> pool
     -> (B, 64·3·3) -> linear + batch norm + ReLU: the features (B, num_features) -> linear: logits (B, 10).
+
+    Lesson: notebooks/05_sampling.ipynb
     """
 
     def __init__(self, num_features: int = 32, dropout: float = 0.2) -> None:
@@ -203,7 +205,10 @@ def features(images: Tensor, batch_size: int = 500) -> Tensor:
 
 
 def classify(images: Tensor) -> Tensor:
-    """The digit the classifier sees in each image: (N, 1, 28, 28) in [-1, 1] -> (N,) int64 in [0, 9]."""
+    """The digit the classifier sees in each image: (N, 1, 28, 28) in [-1, 1] -> (N,) int64 in [0, 9].
+
+    Lesson: notebooks/06_guidance.ipynb
+    """
     return _logits(_check_images(images, "images")).argmax(dim=1)
 
 
@@ -275,6 +280,8 @@ def reference_images() -> Tensor:
     """The held-out test digits, ``dl.mnist5k(split="test")``: (1000, 1, 28, 28) in [-1, 1], 100 of each digit.
 
     Neither the shipped diffusion model nor the classifier saw them during training.
+
+    Lesson: notebooks/06_guidance.ipynb
     """
     return mnist5k(split="test")[0]
 
@@ -329,6 +336,8 @@ def train_classifier(
     ``None`` keeps torch's setting. With ``out``, the weights, their
     config and a card (``command``, ``machine``, wall time, accuracies) are written there
     atomically. Returns the model (eval mode) and the card.
+
+    Lesson: notebooks/05_sampling.ipynb
     """
     for name, value in (("steps", steps), ("batch_size", batch_size), ("num_features", num_features)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:

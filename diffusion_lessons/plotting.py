@@ -66,7 +66,10 @@ def _to_hwc(image: Tensor) -> np.ndarray:
 
 
 def show_image(ax: Axes, image: Tensor, title: str | None = None) -> None:
-    """Draw one (C, H, W) image in [-1, 1] on ``ax``, without ticks."""
+    """Draw one (C, H, W) image in [-1, 1] on ``ax``, without ticks.
+
+    Lesson: notebooks/03_unet.ipynb
+    """
     ax.imshow(_to_hwc(image), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -92,6 +95,8 @@ def image_grid(
     """Images (N, C, H, W) in [-1, 1] laid out row by row, ``ncols`` to a row.
 
     ``row_labels`` and ``col_labels`` say what each row and column is.
+
+    Lesson: notebooks/01_markov_noising.ipynb
     """
     images = _check_images(images)
     n = images.shape[0]
@@ -130,6 +135,8 @@ def noising_strip(
 
     x0 is one image (C, H, W) or a batch (B, C, H, W). The same noise is used in every
     column, so the only thing that changes left to right is t.
+
+    Lesson: notebooks/01_markov_noising.ipynb
     """
     x0 = x0.unsqueeze(0) if x0.ndim == 3 else x0
     x0 = _check_images(x0, "x0")
@@ -162,6 +169,8 @@ def noising_clouds(
     """A 2-D cloud (N, 2) noised with ``q_sample`` at each step in ``ts``, one panel each.
 
     The dashed circle is the 2-sigma ring of N(0, I), where every cloud ends up.
+
+    Lesson: notebooks/01_markov_noising.ipynb
     """
     if points.ndim != 2 or points.shape[1] != 2:
         raise ValueError(f"points must have shape (N, 2), got {tuple(points.shape)}")
@@ -212,6 +221,8 @@ def schedule_curves(
     """One panel per quantity (β_t, ᾱ_t, log SNR), one line per schedule.
 
     ``relative=True`` puts t/T on the x axis, to compare schedules with different T.
+
+    Lesson: notebooks/02_noise_schedules.ipynb
     """
     if isinstance(schedules, Mapping):
         items = list(schedules.items())
@@ -247,6 +258,8 @@ def compare_histograms(
     """Overlaid density histograms of several 1-D sample sets (e.g. chain vs closed form).
 
     ``normal=(mean, std)`` adds that Gaussian's density as a black line.
+
+    Lesson: notebooks/01_markov_noising.ipynb
     """
     fig = Figure(figsize=(6, 3.4), layout="constrained")
     ax = fig.subplots()

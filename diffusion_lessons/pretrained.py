@@ -35,7 +35,10 @@ RESULTS_DIR = Path(__file__).parent / "results"  # what benchmarks/ measured of 
 
 @dataclass
 class Pretrained:
-    """A shipped model: the network (eval mode), the schedule it was trained with, its card."""
+    """A shipped model: the network (eval mode), the schedule it was trained with, its card.
+
+    Lesson: notebooks/05_sampling.ipynb
+    """
 
     model: nn.Module  # in eval mode, on the requested device (card["weights"]: "ema" or "raw")
     schedule: NoiseSchedule  # sample with this schedule: a model only knows the noise levels it saw
@@ -51,6 +54,8 @@ def pretrained(name: str | Path = "mnist", device: str | torch.device = "cpu") -
     """Load a shipped model by name (offline), or a file written by ``export_pretrained``.
 
     ``device`` is where the weights go.
+
+    Lesson: notebooks/05_sampling.ipynb
     """
     if isinstance(name, Path) or str(name).endswith(".pt"):
         path = Path(name)
@@ -79,6 +84,8 @@ def export_pretrained(checkpoint: str | Path, out: str | Path, card: dict, weigh
     step's weights: better when the run is short next to the EMA's window, 1/(1-decay) steps;
     measure both). The optimizer state, the other weights and the RNG states are left out.
     Written to a temporary file and renamed, so a failed export leaves nothing half-written.
+
+    Lesson: notebooks/05_sampling.ipynb
     """
     if weights not in ("ema", "raw"):
         raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
@@ -116,6 +123,8 @@ def benchmark_results(name: str) -> dict:
     Lessons 05 and 06 read these instead of running benchmarks that take minutes to hours;
     they ship inside the package, so a lesson finds them wherever it runs (a student
     edition, the grader's empty folder). ``benchmarks/<name>.py`` writes them.
+
+    Lesson: notebooks/05_sampling.ipynb
     """
     path = RESULTS_DIR / f"{name}.json"
     if not path.is_file():

@@ -59,6 +59,11 @@ DIFFICULTIES = ("easy", "medium", "hard")
 
 @dataclass(frozen=True)
 class Option:
+    """One option of a question, and for a wrong one the mistake behind it.
+
+    Lesson: notebooks/01_markov_noising.ipynb
+    """
+
     text: str  # what the learner reads
     correct: bool = False  # exactly one option per question is correct
     why: str = ""  # for a wrong option: the common mistake that leads to it
@@ -66,6 +71,11 @@ class Option:
 
 @dataclass(frozen=True)
 class Question:
+    """A multiple-choice question with a hint and the reasoning behind its answer.
+
+    Lesson: notebooks/01_markov_noising.ipynb
+    """
+
     question: str
     options: tuple[Option, ...]
     difficulty: str  # "easy", "medium" or "hard"
@@ -81,12 +91,22 @@ class Question:
 
 @dataclass(frozen=True)
 class Card:
+    """A recall card: a question to answer in your head, and the answer.
+
+    Lesson: notebooks/01_markov_noising.ipynb
+    """
+
     front: str  # the question to recall an answer to
     back: str  # the answer, revealed on demand
 
 
 @dataclass(frozen=True)
 class Quiz:
+    """A lesson's quiz: questions from easy to hard, then recall cards; a widget in Jupyter.
+
+    Lesson: notebooks/01_markov_noising.ipynb
+    """
+
     title: str
     questions: tuple[Question, ...]
     cards: tuple[Card, ...] = ()
@@ -196,7 +216,10 @@ def _card_widget(c: Card):
 
 
 def available_quizzes() -> list[str]:
-    """Names of the quizzes shipped with the package (file stems)."""
+    """Names of the quizzes shipped with the package (file stems).
+
+    Lesson: notebooks/01_markov_noising.ipynb
+    """
     return sorted(p.stem for p in QUIZ_DIR.glob("*.toml"))
 
 

@@ -20,7 +20,10 @@ BUDGET_VARIABLE = "DIFFUSION_LESSONS_BUDGET"
 
 
 def is_smoke() -> bool:
-    """True when ``DIFFUSION_LESSONS_BUDGET=smoke``; an unknown value is an error."""
+    """True when ``DIFFUSION_LESSONS_BUDGET=smoke``; an unknown value is an error.
+
+    Lesson: notebooks/04_training.ipynb
+    """
     value = os.environ.get(BUDGET_VARIABLE, "learner").strip().lower()
     if value not in ("learner", "smoke"):
         raise ValueError(f"{BUDGET_VARIABLE} must be 'learner' or 'smoke', got {value!r}")
@@ -28,18 +31,27 @@ def is_smoke() -> bool:
 
 
 def budget(learner: T, smoke: T) -> T:
-    """``learner`` normally, ``smoke`` under the CI smoke budget: ``steps = budget(2000, 50)``."""
+    """``learner`` normally, ``smoke`` under the CI smoke budget: ``steps = budget(2000, 50)``.
+
+    Lesson: notebooks/04_training.ipynb
+    """
     return smoke if is_smoke() else learner
 
 
 def kernel_env(budget: str) -> dict[str, str]:
     """The environment for a kernel that runs a lesson notebook: this process's, with the lessons' budget
-    ("learner" or "smoke") and matplotlib's non-interactive backend."""
+    ("learner" or "smoke") and matplotlib's non-interactive backend.
+
+    Guide: docs/teaching.md
+    """
     return {**os.environ, BUDGET_VARIABLE: budget, "MPLBACKEND": "Agg"}
 
 
 def default_device() -> torch.device:
-    """CUDA if present, then Apple's MPS, then the CPU."""
+    """CUDA if present, then Apple's MPS, then the CPU.
+
+    Lesson: notebooks/04_training.ipynb
+    """
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -48,7 +60,10 @@ def default_device() -> torch.device:
 
 
 def cpu_name() -> str:
-    """The CPU's model name (e.g. "AMD EPYC 7B13"), for benchmark results and model cards."""
+    """The CPU's model name (e.g. "AMD EPYC 7B13"), for benchmark results and model cards.
+
+    Lesson: notebooks/05_sampling.ipynb
+    """
     try:
         with open("/proc/cpuinfo") as f:
             return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))

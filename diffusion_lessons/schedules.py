@@ -51,6 +51,8 @@ def linear_betas(T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02
     """β_t rising linearly from ``beta_start`` to ``beta_end`` (Ho et al. 2020, Sec. 4).
 
     Returns a float64 tensor of shape (T,).
+
+    Lesson: notebooks/02_noise_schedules.ipynb
     """
     _check_T(T)
     for name, value in (("beta_start", beta_start), ("beta_end", beta_end)):
@@ -66,6 +68,8 @@ def betas_from_alpha_bar(
 
     β_t = 1 - ᾱ(t/T) / ᾱ((t-1)/T), clipped at ``max_beta`` so the last step,
     where ᾱ reaches 0, does not divide the signal by zero.
+
+    Lesson: notebooks/02_noise_schedules.ipynb
     """
     _check_T(T)
     u = torch.linspace(0.0, 1.0, T + 1, dtype=torch.float64)  # (T+1,) from u=0 to u=1
@@ -75,7 +79,10 @@ def betas_from_alpha_bar(
 
 
 def cosine_alpha_bar(u: Tensor, s: float = 0.008) -> Tensor:
-    """ᾱ(u) = f(u) / f(0) with f(u) = cos²(π/2 · (u + s) / (1 + s))  (Nichol & Dhariwal eq. 17)."""
+    """ᾱ(u) = f(u) / f(0) with f(u) = cos²(π/2 · (u + s) / (1 + s))  (Nichol & Dhariwal eq. 17).
+
+    Lesson: notebooks/02_noise_schedules.ipynb
+    """
     f_u = torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2
     f_0 = math.cos(s / (1 + s) * math.pi / 2) ** 2
     return f_u / f_0
@@ -85,6 +92,8 @@ def cosine_betas(T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> Te
     """The cosine schedule: ᾱ falls like cos², keeping signal longer than linear betas.
 
     ``s`` is a small offset so that β_1 is not vanishingly small. float64, shape (T,).
+
+    Lesson: notebooks/02_noise_schedules.ipynb
     """
     if not s >= 0:
         raise ValueError(f"s must be >= 0, got {s}")
@@ -95,6 +104,8 @@ def sigmoid_alpha_bar(u: Tensor, start: float = -3.0, end: float = 3.0, tau: flo
     """ᾱ(u) from a sigmoid between ``start`` and ``end``, rescaled to 1 at u=0 and 0 at u=1.
 
     Jabri et al. 2022 (RIN), Chen 2023 "On the importance of noise scheduling".
+
+    Lesson: notebooks/02_noise_schedules.ipynb
     """
     v_start = torch.sigmoid(torch.tensor(start / tau, dtype=torch.float64))
     v_end = torch.sigmoid(torch.tensor(end / tau, dtype=torch.float64))
@@ -104,7 +115,10 @@ def sigmoid_alpha_bar(u: Tensor, start: float = -3.0, end: float = 3.0, tau: flo
 def sigmoid_betas(
     T: int = 1000, start: float = -3.0, end: float = 3.0, tau: float = 1.0, max_beta: float = 0.999
 ) -> Tensor:
-    """The sigmoid schedule: flat at both ends, steep in the middle. float64, shape (T,)."""
+    """The sigmoid schedule: flat at both ends, steep in the middle. float64, shape (T,).
+
+    Lesson: notebooks/02_noise_schedules.ipynb
+    """
     if not start < end:
         raise ValueError(f"start must be smaller than end, got start={start}, end={end}")
     if not tau > 0:

@@ -141,11 +141,19 @@ _REPLACED = ".replaced"  # where a refreshed learner copy's previous version goe
 
 
 class MarkerError(ValueError):
-    """A marker that is misspelt, unclosed, nested or out of place; the message names notebook and cell."""
+    """A marker that is misspelt, unclosed, nested or out of place; the message names notebook and cell.
+
+    Guide: docs/teaching.md
+    """
 
 
 @dataclass(frozen=True)
 class SolutionRegion:
+    """One marked region of a lesson notebook: its cell and the lines between its markers.
+
+    Guide: docs/teaching.md
+    """
+
     cell: int  # index of the cell in nb.cells (0-based)
     begin: int  # line index of the BEGIN marker in the cell's source (0-based)
     end: int  # line index of the END marker
@@ -171,6 +179,8 @@ def marked_regions(nb: NotebookNode, where: str = "notebook") -> list[SolutionRe
     marker but is not one exactly, a BEGIN without its END, a BEGIN inside a region, an
     END without a BEGIN or closing the other kind, and a code cell tagged ``solution``
     that has no solution region (nbgrader would blank the whole cell, and the lesson would break).
+
+    Guide: docs/teaching.md
     """
     regions = []
     for i, cell in enumerate(nb.cells):
@@ -213,7 +223,10 @@ def marked_regions(nb: NotebookNode, where: str = "notebook") -> list[SolutionRe
 
 
 def solution_regions(nb: NotebookNode, where: str = "notebook") -> list[SolutionRegion]:
-    """Every ``### BEGIN SOLUTION`` ... ``### END SOLUTION`` region of ``nb``, after checking all markers."""
+    """Every ``### BEGIN SOLUTION`` ... ``### END SOLUTION`` region of ``nb``, after checking all markers.
+
+    Guide: docs/teaching.md
+    """
     return [r for r in marked_regions(nb, where) if r.kind == "solution"]
 
 
@@ -248,6 +261,8 @@ def stub_solutions(nb: NotebookNode, where: str = "notebook") -> NotebookNode:
     HERE`` in a Markdown cell; a Markdown cell tagged ``solution`` without a region becomes
     just that). Outputs and metadata are left as they are. Raises ``MarkerError`` first if
     a marker is wrong (see ``marked_regions``).
+
+    Guide: docs/teaching.md
     """
     nb = copy.deepcopy(nb)
     regions = marked_regions(nb, where)
@@ -265,6 +280,8 @@ def nbgrader_metadata(nb: NotebookNode, name: str, regions: list[SolutionRegion]
     This is what nbgrader's "Create Assignment" toolbar writes for an "Autograded answer"
     cell (schema version 3); nbgrader's preprocessors refuse a region outside such a cell.
     Only the nbgrader source layout keeps it; the editions do not.
+
+    Guide: docs/teaching.md
     """
     for i in sorted(_solution_cells(nb, regions)):
         cell = nb.cells[i]
@@ -302,6 +319,8 @@ def student_notebook(nb: NotebookNode, name: str = "notebook", where: str | None
     ``name`` is the chapter (e.g. "01_markov_noising"): it is recorded in the notebook's
     metadata, where the grader finds it even if a student renames the file. ``where``
     names the notebook in error messages (default: ``name``).
+
+    Guide: docs/teaching.md
     """
     nb = stub_solutions(nb, where or name)
     for cell in nb.cells:
@@ -316,6 +335,8 @@ def write_student_editions(out_dir: str | Path, book: Book | None = None) -> lis
 
     Returns the paths written, in the book's order. Nothing is written if any notebook's
     markers are wrong.
+
+    Guide: docs/teaching.md
     """
     book = load_book() if book is None else book
     editions = []
@@ -336,6 +357,11 @@ def write_student_editions(out_dir: str | Path, book: Book | None = None) -> lis
 # ------------------------------------------------------------------ the exercises of a lesson
 @dataclass(frozen=True)
 class Exercise:
+    """An exercise of a lesson: the checker and the learner's function handed to it.
+
+    Guide: docs/teaching.md
+    """
+
     checker: str  # a function of diffusion_lessons.exercises, e.g. "check_q_sample"
     function: str  # the student's function handed to it, e.g. "my_q_sample"
 
@@ -361,6 +387,8 @@ def find_exercises(nb: NotebookNode) -> list[Exercise]:
     A checker called on a function that no solution cell defines (e.g. a demonstration
     that the checker catches a buggy function) is not an exercise. The grader reads them
     from the teacher's lesson notebook; the nbgrader source layout adds a test after each.
+
+    Guide: docs/teaching.md
     """
     code = [(cell, _parse(cell.source)) for cell in nb.cells if cell.cell_type == "code"]
     defined: set[str] = set()
@@ -446,6 +474,8 @@ def answer_cells(nb: NotebookNode, where: str = "notebook") -> dict[int, str]:
     The rule of the module docstring: solution cells; cells that call a checker
     (``check_*``) or make a quiz (``load_quiz``, ``Quiz``); cells that read a name bound by
     such a cell, on to the end of the notebook; cells that do not parse.
+
+    Guide: docs/teaching.md
     """
     solutions = _solution_cells(nb, marked_regions(nb, where))
     answers: dict[int, str] = {}
@@ -503,6 +533,8 @@ def learner_notebook(nb: NotebookNode, name: str = "notebook", where: str | None
     Which outputs are cleared is decided by ``answer_cells`` (the rule of the module
     docstring); widget views become their static fallback. A note on all this comes first.
     ``name`` is the chapter, recorded in the metadata; ``where`` names the notebook in errors.
+
+    Guide: docs/teaching.md
     """
     where = where or name
     answers = answer_cells(nb, where)
@@ -522,6 +554,11 @@ def learner_notebook(nb: NotebookNode, name: str = "notebook", where: str | None
 
 @dataclass(frozen=True)
 class LearnerCopy:
+    """What ``write_learner_editions`` did with one chapter: wrote, kept or refreshed it.
+
+    Guide: docs/teaching.md
+    """
+
     path: Path  # the learner's notebook
     status: str  # "written" (it was missing), "kept" (the learner's copy, untouched) or "refreshed"
     replaced: Path | None = None  # where a refreshed notebook's previous copy was moved
@@ -575,6 +612,8 @@ def write_learner_editions(out_dir: str | Path, book: Book | None = None,
     to ``out_dir/.replaced/<chapter>-<time>.ipynb`` and a fresh edition written. Returns
     what happened to each chapter, in the book's order. Nothing is written if any
     notebook's markers are wrong or a name in ``refresh`` is not a chapter.
+
+    Guide: docs/teaching.md
     """
     book = load_book() if book is None else book
     refresh = {_chapter_named(book, name) for name in refresh}
@@ -613,6 +652,8 @@ def nbgrader_source(nb: NotebookNode, name: str = "notebook", where: str | None 
     exercise's checker, a locked "autograded tests" cell (1 point) is inserted whose test
     is hidden from students (nbgrader's ``### BEGIN HIDDEN TESTS``): it asserts that the
     checker passes on the student's function.
+
+    Guide: docs/teaching.md
     """
     nb = copy.deepcopy(nb)
     nbgrader_metadata(nb, name, solution_regions(nb, where or name))
@@ -641,6 +682,8 @@ def write_nbgrader_source(course_dir: str | Path, book: Book | None = None) -> l
 
     Then, in ``course_dir``: ``nbgrader generate_assignment 01_markov_noising`` makes the
     release version (nbgrader's own student edition), and ``nbgrader autograde`` grades.
+
+    Guide: docs/teaching.md
     """
     book = load_book() if book is None else book
     sources = [(chapter, nbgrader_source(nbformat.read(book.root / chapter.notebook, as_version=4), chapter.name,

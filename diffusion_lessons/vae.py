@@ -66,7 +66,10 @@ IMAGE_SHAPE = (1, 28, 28)  # the VAE is built for MNIST-sized digits
 
 @dataclass(frozen=True)
 class VAEConfig:
-    """The VAE's shape and how to train it. Frozen: one config, one repeatable run."""
+    """The VAE's shape and how to train it. Frozen: one config, one repeatable run.
+
+    Lesson: notebooks/07_generative_models.ipynb
+    """
 
     latent_dim: int = 16  # size of the latent code z (2 makes a map you can plot, with blurrier digits)
     channels: tuple[int, int] = (16, 32)  # conv channels at 14x14 and at 7x7 (encoder; mirrored in the decoder)
@@ -206,7 +209,10 @@ class VAE(nn.Module):
 
 
 def reparameterize(mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """z = μ + σ·ε with ε ~ N(0, I): a draw from N(μ, σ²) that gradients can flow through to μ and σ."""
+    """z = μ + σ·ε with ε ~ N(0, I): a draw from N(μ, σ²) that gradients can flow through to μ and σ.
+
+    Lesson: notebooks/07_generative_models.ipynb
+    """
     eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)  # ε ~ N(0, I)
     return mu + (0.5 * logvar).exp() * eps  # σ = exp(½ log σ²)
 
@@ -215,6 +221,8 @@ def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
     """KL(N(μ, diag σ²) ‖ N(0, I)) per row, in nats: ½ Σ_j (μ_j² + σ_j² − log σ_j² − 1). (B, D) → (B,).
 
     Kingma & Welling 2014, Appendix B.
+
+    Lesson: notebooks/07_generative_models.ipynb
     """
     return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).sum(dim=1)
 
@@ -237,7 +245,10 @@ def elbo_terms(
 
 @dataclass
 class VAEResult:
-    """What ``train_vae`` returns: the trained model (eval mode) and its loss history."""
+    """What ``train_vae`` returns: the trained model (eval mode) and its loss history.
+
+    Lesson: notebooks/07_generative_models.ipynb
+    """
 
     model: VAE  # the trained VAE, in eval mode
     losses: list[float]  # −ELBO (β-weighted) per image, in nats, at every step

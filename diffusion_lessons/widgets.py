@@ -23,6 +23,8 @@ def noising_slider(x0: Tensor, s: NoiseSchedule, t: int = 0, seed: int = 0, ncol
     x0 is a batch of images (B, C, H, W), one image (C, H, W) or 2-D points (N, 2).
     The readout shows ᾱ_t and the SNR, so learners can tie the picture to the numbers.
     Returns the ipywidgets container; display it (it is the cell's value).
+
+    Lesson: notebooks/01_markov_noising.ipynb
     """
     import ipywidgets as w
     from IPython.display import display
