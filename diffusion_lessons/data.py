@@ -8,14 +8,23 @@ Lesson: notebooks/01_markov_noising.ipynb
 - scikit-learn's 8x8 digits (``sklearn_digits``): 1797 images, shape (1797, 1, 8, 8).
 
 - a folder of your own images (``image_folder``): RGB, centre-cropped and resized to a
-  square ``image_size``; shape (N, 3, S, S).
+  square ``image_size``; shape (N, 3, S, S). 8- and 16-bit images are both scaled by
+  their own maximum (255 or 65535).
 
 Images come as (N, C, H, W) float32 tensors in [-1, 1] with int64 labels (N,).
+Bad arguments raise a ValueError that names the argument and what was expected.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
+import numbers
+import os
+import struct
+import warnings
+import zlib
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
@@ -38,9 +47,32 @@ __all__ = [
 ]
 
 
+def _is_int(value: object) -> bool:
+    """An integer, Python's or numpy's; not a bool (True is an int to Python, never a count here)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _finite(value: object, name: str) -> float:
+    """``float(value)`` for a real, finite number (a 0-d tensor or numpy scalar too); else a ValueError naming it."""
+    if isinstance(value, (bool, str, bytes)):
+        raise ValueError(f"{name} must be a finite real number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"{name} must be a finite real number, got {type(value).__name__}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite real number, got {value!r}")
+    return number
+
+
 def to_unit_range(x: np.ndarray | Tensor, lo: float, hi: float) -> Tensor:
     """Map values from [lo, hi] linearly onto [-1, 1] as a float32 tensor."""
-    x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
+    if _finite(hi, "hi") <= _finite(lo, "lo"):
+        raise ValueError(f"hi must be greater than lo, got lo={lo!r}, hi={hi!r}")
+    array = np.asarray(x)
+    if array.dtype.kind not in "biuf":  # bool, int, unsigned, float
+        raise ValueError(f"x must hold real numbers, got an array of dtype {array.dtype}")
+    x = torch.as_tensor(array, dtype=torch.float32)
     return (x - lo) / (hi - lo) * 2.0 - 1.0
 
 
@@ -66,6 +98,9 @@ def _moons(n: int, rng: np.random.Generator, noise: float) -> np.ndarray:
 
 def _gaussian_mixture(n: int, rng: np.random.Generator, noise: float) -> np.ndarray:
     """Eight Gaussians on a ring: the classic test of whether a model finds every mode."""
+    if noise == 0:
+        warnings.warn("noise=0 would put every point on one of 8 centres: gaussian_mixture uses noise=0.05 "
+                      "instead (pass a small positive noise, e.g. 1e-3, for tight modes)", UserWarning, stacklevel=3)
     angles = 2 * math.pi * rng.integers(0, 8, size=n) / 8
     centres = np.stack([np.cos(angles), np.sin(angles)], axis=1)
     return centres + (noise or 0.05) * rng.standard_normal((n, 2))
@@ -78,16 +113,22 @@ def toy_2d(name: str, n: int = 1000, noise: float = 0.05, seed: int = 0) -> Tens
     """``n`` points of a 2-D toy set, float32 (n, 2), scaled into [-1, 1].
 
     ``name`` is one of ``TOY_2D``: "swiss_roll", "moons", "gaussian_mixture".
-    ``noise`` is the set's own jitter, in its original units; ``seed`` makes it repeatable.
+    ``n`` >= 2: one point alone cannot be centred and scaled (it would become NaN).
+    ``noise`` is the set's own jitter, in its original units; ``seed`` makes it repeatable
+    (``None`` draws a fresh set each call).
+
+    Lesson: notebooks/01_markov_noising.ipynb
     """
-    if name not in TOY_2D:
+    if not isinstance(name, str) or name not in TOY_2D:
         raise ValueError(f"name must be one of {sorted(TOY_2D)}, got {name!r}")
-    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    if noise < 0:
-        raise ValueError(f"noise must be >= 0, got {noise}")
+    if not _is_int(n) or n < 2:
+        raise ValueError(f"n must be a positive integer of at least 2 (one point cannot be scaled), got {n!r}")
+    if isinstance(noise, bool) or not isinstance(noise, numbers.Real) or not math.isfinite(noise) or noise < 0:
+        raise ValueError(f"noise must be >= 0 and finite (the jitter, in the set's own units), got {noise!r}")
+    if seed is not None and (not _is_int(seed) or seed < 0):
+        raise ValueError(f"seed must be a non-negative integer (or None for a fresh set), got {seed!r}")
     rng = np.random.default_rng(seed)
-    return _scale_points(TOY_2D[name](n, rng, noise))
+    return _scale_points(TOY_2D[name](int(n), rng, noise))
 
 
 @lru_cache(maxsize=1)
@@ -102,10 +143,12 @@ def _mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
 def _select_digits(images: Tensor, labels: Tensor, digits: list[int] | None) -> tuple[Tensor, Tensor]:
     if digits is None:
         return images, labels
-    digits = list(digits)
-    if not digits or any(isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= 9 for d in digits):
+    if isinstance(digits, (str, bytes)) or not isinstance(digits, Iterable):
         raise ValueError(f"digits must be a non-empty list of integers in [0, 9], got {digits!r}")
-    keep = torch.isin(labels, torch.tensor(digits))
+    digits = list(digits)
+    if not digits or any(not _is_int(d) or not 0 <= d <= 9 for d in digits):
+        raise ValueError(f"digits must be a non-empty list of integers in [0, 9], got {digits!r}")
+    keep = torch.isin(labels, torch.tensor([int(d) for d in digits]))
     return images[keep], labels[keep]
 
 
@@ -121,7 +164,7 @@ def mnist5k(digits: list[int] | None = None, split: str = "all") -> tuple[Tensor
     ``split="train"`` keeps the first 400 of each digit, ``"test"`` the last 100: the
     shipped models never saw the test digits, so quality is measured against them.
     """
-    if split not in SPLITS:
+    if not isinstance(split, str) or split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     images, labels = _mnist_arrays()
     x = to_unit_range(images, 0.0, 255.0).reshape(-1, 1, 28, 28)  # (5000, 1, 28, 28)
@@ -145,39 +188,82 @@ def sklearn_digits(digits: list[int] | None = None) -> tuple[Tensor, Tensor]:
 
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")  # Pillow's modes for 16-bit grey, e.g. a 16-bit PNG
+
+
+class _UnsupportedImage(Exception):
+    """An image Pillow reads but whose pixel values have no standard range (32-bit int or float)."""
+
+
+def _read_image(file: Path, image_size: int) -> np.ndarray:
+    """One image, centre-cropped to a square and resized: (S, S, 3) uint8 in [0, 255], or float32
+    in [0, 255] for a 16-bit image (kept unrounded: its extra precision survives)."""
+    from PIL import Image
+
+    with Image.open(file) as im:
+        if im.mode in SIXTEEN_BIT_MODES:  # convert("RGB") would clip 0..65535 at 255: scale it ourselves
+            im = Image.fromarray(np.asarray(im, dtype=np.float32) * np.float32(255 / 65535))  # mode "F", [0, 255]
+        elif im.mode in ("I", "F"):
+            kind = "integer" if im.mode == "I" else "float"
+            raise _UnsupportedImage(f"32-bit {kind} pixels (mode {im.mode!r}) have no standard range: "
+                                    "save it with 8 or 16 bits per channel")
+        else:
+            im = im.convert("RGB")
+        side = min(im.size)
+        left, top = (im.width - side) // 2, (im.height - side) // 2
+        im = im.crop((left, top, left + side, top + side)).resize((image_size, image_size), Image.BICUBIC)
+        if im.mode == "F":  # the 16-bit grey image: bicubic may overshoot [0, 255]; grey to RGB as convert() does
+            grey = np.clip(np.asarray(im, dtype=np.float32), 0.0, 255.0)  # (S, S)
+            return np.repeat(grey[:, :, None], 3, axis=2)  # (S, S, 3)
+        return np.asarray(im, dtype=np.uint8)  # (S, S, 3)
 
 
 def image_folder(path: str | Path, image_size: int = 64) -> Tensor:
     """Every image under ``path`` (recursively), RGB, centre-cropped to a square and resized
     to ``image_size``: a float32 tensor (N, 3, image_size, image_size) in [-1, 1].
 
-    Loads everything up front, so an unreadable file is reported at once, by name.
+    8-bit images are scaled from [0, 255], 16-bit grey images (e.g. 16-bit PNGs) from
+    [0, 65535]; 32-bit images (no standard range) are refused. Loads everything up front,
+    so an unreadable file is reported at once, by name. An image over Pillow's
+    decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) is refused before decoding.
+
+    Lesson: notebooks/01_markov_noising.ipynb
     """
     from PIL import Image, UnidentifiedImageError
 
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"path must be a folder of images (a str or pathlib.Path), got {type(path).__name__}")
     folder = Path(path)
     if not folder.is_dir():
         raise ValueError(f"path must be a folder of images, got {str(path)!r}")
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0:
+    if not _is_int(image_size) or image_size <= 0:
         raise ValueError(f"image_size must be a positive integer, got {image_size!r}")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    image_size = int(image_size)
+    everything = [p for p in folder.rglob("*") if p.is_file()]
+    files = sorted(p for p in everything if p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
-        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {folder}")
+        others = f" ({len(everything)} other files skipped)" if everything else " (it is empty)"
+        raise ValueError(f"path must be a folder of images, but no images ({', '.join(IMAGE_EXTENSIONS)}) "
+                         f"were found in {folder}{others}")
     images, unreadable = [], []
     for f in files:
         try:
-            with Image.open(f) as im:
-                im = im.convert("RGB")
-                side = min(im.size)
-                left, top = (im.width - side) // 2, (im.height - side) // 2
-                im = im.crop((left, top, left + side, top + side)).resize((image_size, image_size), Image.BICUBIC)
-                images.append(np.asarray(im, dtype=np.uint8))
-        except (UnidentifiedImageError, OSError) as e:
-            unreadable.append(f"{f.name} ({type(e).__name__})")
+            with warnings.catch_warnings():  # Pillow only warns between 1x and 2x its limit: refuse those too
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                images.append(_read_image(f, image_size))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise ValueError(
+                f"{f} is too large to decode safely (a possible decompression bomb): {e} "
+                "If you trust it, raise PIL.Image.MAX_IMAGE_PIXELS, or shrink the image first."
+            ) from None
+        except _UnsupportedImage as e:
+            unreadable.append(f"{f.relative_to(folder)} ({e})")
+        except (UnidentifiedImageError, OSError, SyntaxError, EOFError, ValueError, struct.error, zlib.error) as e:
+            unreadable.append(f"{f.relative_to(folder)} ({type(e).__name__})")  # corrupt, truncated, no access
     if unreadable:
         shown = ", ".join(unreadable[:5]) + (f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else "")
         raise ValueError(f"{len(unreadable)} of {len(files)} files in {folder} could not be read as images: {shown}")
-    x = to_unit_range(np.stack(images), 0.0, 255.0)  # (N, S, S, 3)
+    x = to_unit_range(np.stack(images), 0.0, 255.0)  # (N, S, S, 3); uint8 unless a 16-bit image made it float32
     return rearrange(x, "n h w c -> n c h w").contiguous()  # (N, 3, S, S)
 
 
@@ -186,9 +272,16 @@ DATASETS = sorted([*IMAGE_DATASETS, *TOY_2D])
 
 
 def load_dataset(name: str, **kwargs) -> Tensor | tuple[Tensor, Tensor]:
-    """Load any data set by name: the toy sets return points, image sets (images, labels)."""
-    if name in TOY_2D:
-        return toy_2d(name, **kwargs)
-    if name in IMAGE_DATASETS:
-        return IMAGE_DATASETS[name](**kwargs)
-    raise ValueError(f"dataset name must be one of {DATASETS}, got {name!r}")
+    """Load any data set by name: the toy sets return points, image sets (images, labels).
+
+    ``kwargs`` go to the set's own loader (``toy_2d``: n, noise, seed; ``mnist5k``: digits,
+    split; ``sklearn_digits``: digits).
+    """
+    if not isinstance(name, str) or name not in DATASETS:
+        raise ValueError(f"dataset name must be one of {DATASETS}, got {name!r}")
+    loader = toy_2d if name in TOY_2D else IMAGE_DATASETS[name]
+    takes = [p for p in inspect.signature(loader).parameters if p != "name"]
+    unknown = sorted(set(kwargs) - set(takes))
+    if unknown:
+        raise ValueError(f"load_dataset({name!r}) takes the keyword arguments {takes}, got {unknown}")
+    return toy_2d(name, **kwargs) if name in TOY_2D else loader(**kwargs)

@@ -11,7 +11,9 @@ step 1, and "x at index -1" is the clean data x_0.
 
 Every function takes ``t`` as a Python int (the same step for the whole batch) or a
 LongTensor of shape (B,) (one step per example; dim 0 of x is always the batch).
-Device and dtype follow x.
+Device and dtype follow x, which must be floating point: an integer image (uint8 in
+[0, 255]) would round every coefficient √ᾱ_t < 1 down to 0 and lose the signal, so it is
+refused; scale it to [-1, 1] first (``diffusion_lessons.data.to_unit_range``).
 """
 
 from __future__ import annotations
@@ -64,13 +66,37 @@ def _as_timesteps(t: int | Tensor, x: Tensor, s: NoiseSchedule, name: str = "t")
     return t
 
 
+def _check_data(x: Tensor, name: str) -> None:
+    """Refuse a data tensor that is not real floating point (after ``_as_timesteps`` checked it is a tensor).
+
+    An integer x would make ``extract`` cast √ᾱ_t to that integer dtype, i.e. to 0: the signal
+    would silently vanish. bool and complex x are as meaningless here.
+    """
+    if not x.is_floating_point():
+        raise ValueError(
+            f"{name} must be a floating-point tensor (e.g. images scaled to [-1, 1] with "
+            f"diffusion_lessons.data.to_unit_range), got dtype {x.dtype}"
+        )
+
+
+def _check_generator(generator: torch.Generator | None) -> None:
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+
+
 def _check_noise(noise: Tensor | None, x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """The given noise, checked against x (shape, dtype, device), or fresh N(0, I) noise drawn like x."""
+    _check_generator(generator)
     if noise is None:
         return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
     if not isinstance(noise, Tensor):
         raise ValueError(f"noise must be a torch.Tensor, got {type(noise).__name__}")
     if noise.shape != x.shape:
         raise ValueError(f"noise must have the same shape as x {tuple(x.shape)}, got {tuple(noise.shape)}")
+    if noise.dtype != x.dtype:  # else the result would silently take the other dtype (or lose the noise)
+        raise ValueError(f"noise must have the same dtype as x ({x.dtype}), got {noise.dtype}")
+    if noise.device != x.device:
+        raise ValueError(f"noise must be on the same device as x ({x.device}), got {noise.device}")
     return noise
 
 
@@ -96,6 +122,7 @@ def markov_step(
     Lesson: notebooks/01_markov_noising.ipynb
     """
     t = _as_timesteps(t, x_prev, s)
+    _check_data(x_prev, "x_prev")
     noise = _check_noise(noise, x_prev, generator)
     beta_t = extract(s.betas, t, x_prev.shape, x_prev)  # β_t, (B, 1, ...)
     return (1.0 - beta_t).sqrt() * x_prev + beta_t.sqrt() * noise
@@ -115,6 +142,7 @@ def q_sample(
     Lesson: notebooks/01_markov_noising.ipynb
     """
     t = _as_timesteps(t, x0, s)
+    _check_data(x0, "x0")
     noise = _check_noise(noise, x0, generator)
     alpha_bar_t = extract(s.alpha_bars, t, x0.shape, x0)  # ᾱ_t, (B, 1, ...)
     return alpha_bar_t.sqrt() * x0 + (1.0 - alpha_bar_t).sqrt() * noise
@@ -129,9 +157,16 @@ def q_posterior(x0: Tensor, x_t: Tensor, t: int | Tensor, s: NoiseSchedule) -> t
     Returns (mean shaped like x_t, variance shaped (B, 1, ...)). The coefficients are
     precomputed in float64 by ``NoiseSchedule``.
     """
+    for name, value in (("x0", x0), ("x_t", x_t)):
+        if not isinstance(value, Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
     if x0.shape != x_t.shape:
         raise ValueError(f"x0 and x_t must have the same shape, got {tuple(x0.shape)} and {tuple(x_t.shape)}")
     t = _as_timesteps(t, x_t, s)
+    _check_data(x0, "x0")
+    _check_data(x_t, "x_t")
+    if x0.device != x_t.device:
+        raise ValueError(f"x0 must be on the same device as x_t ({x_t.device}), got {x0.device}")
     coef_x0 = extract(s.posterior_coef_x0, t, x_t.shape, x_t)  # √ᾱ_{t-1} β_t / (1-ᾱ_t)
     coef_xt = extract(s.posterior_coef_xt, t, x_t.shape, x_t)  # √α_t (1-ᾱ_{t-1}) / (1-ᾱ_t)
     mean = coef_x0 * x0 + coef_xt * x_t  # μ̃_t, eq. (7)
@@ -155,6 +190,12 @@ def markov_chain(
     """
     t_end = s.T - 1 if t_end is None else t_end
     _as_timesteps(t_end, x0, s, name="t_end")
+    if isinstance(t_end, Tensor) and t_end.ndim != 0:  # one chain, one end: every example stops at the same step
+        raise ValueError(f"t_end must be an int (one step for the whole batch), got shape {tuple(t_end.shape)}")
+    _check_data(x0, "x0")
+    _check_generator(generator)
+    if callback is not None and not callable(callback):
+        raise ValueError(f"callback must be a function of one dict, or None, got {type(callback).__name__}")
     x = x0
     for t in range(t_end + 1):
         x = markov_step(x, t, s, generator=generator)

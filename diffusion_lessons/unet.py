@@ -10,11 +10,15 @@ class conditioning adds a learned label embedding to the time embedding, with on
 (classifier-free guidance, Ho & Salimans 2022).
 
 Shapes: x (B, C, H, W), t (B,) integer steps, y (B,) labels; the output is shaped like x.
+``UNetConfig`` checks every field when it is made, and ``forward`` checks its inputs
+(cheaply: values are read only for CPU tensors), so a mistake is named where it is made.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -33,6 +37,40 @@ __all__ = [
 ]
 
 
+def _is_int(value: object) -> bool:
+    """An integer, Python's or numpy's; not a bool (True is an int to Python, never a size here)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_steps(t: Tensor | int, x: Tensor) -> Tensor:
+    """A denoiser's ``t``: an int (the same step for the batch) or a tensor (B,) on x's device.
+
+    Integer steps, or float ones (the embedding is continuous); never bool or complex. Only
+    metadata is read, so the check costs nothing on a GPU.
+    """
+    batch = x.shape[0]
+    if isinstance(t, bool) or not isinstance(t, (int, Tensor)):
+        raise ValueError(f"t must be an int or a tensor of shape ({batch},), got {type(t).__name__}")
+    if isinstance(t, int):
+        return torch.full((batch,), t, device=x.device, dtype=torch.long)
+    if t.dtype == torch.bool or t.is_complex():
+        raise ValueError(f"t must hold steps (integers, or floats for continuous time), got dtype {t.dtype}")
+    if t.shape != (batch,):
+        raise ValueError(f"t must have shape ({batch},), got {tuple(t.shape)}")
+    if t.device != x.device:
+        raise ValueError(f"t must be on x's device ({x.device}), got {t.device}")
+    return t
+
+
+def _check_input_dtype(x: Tensor, weight: Tensor, model: str) -> None:
+    """x must have the dtype of the model's parameters (under autocast, any float dtype: autocast casts)."""
+    if x.dtype == weight.dtype or (x.is_floating_point() and torch.is_autocast_enabled(x.device.type)):
+        return
+    fix = (f"convert it with x.to({weight.dtype}) or the model with model.to({x.dtype})" if x.is_floating_point()
+           else "scale integer data to floats in [-1, 1] first")
+    raise ValueError(f"x must have dtype {weight.dtype}, the dtype of the {model}'s parameters, got {x.dtype}: {fix}")
+
+
 def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> Tensor:
     """Embed steps t (B,) as (B, dim) sines and cosines of geometric frequencies.
 
@@ -44,8 +82,15 @@ def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> T
 
     Lesson: notebooks/03_unet.ipynb
     """
-    if dim % 2:
-        raise ValueError(f"dim must be even, got {dim}")
+    if not isinstance(t, Tensor) or t.ndim != 1:
+        got = f"shape {tuple(t.shape)}" if isinstance(t, Tensor) else type(t).__name__
+        raise ValueError(f"t must be a 1-d tensor of steps (B,), got {got}")
+    if t.dtype == torch.bool or t.is_complex():
+        raise ValueError(f"t must hold steps (integers or floats), got dtype {t.dtype}")
+    if not _is_int(dim) or dim <= 0 or dim % 2:
+        raise ValueError(f"dim must be even (a positive integer), got {dim!r}")
+    if isinstance(max_period, bool) or not isinstance(max_period, numbers.Real) or not 0 < max_period < math.inf:
+        raise ValueError(f"max_period must be a finite number > 0, got {max_period!r}")
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
     angles = t.float()[:, None] * freqs[None, :]  # (B, dim/2)
@@ -68,28 +113,57 @@ class UNetConfig:
     num_classes: int | None = None  # None: unconditional; else labels 0..num_classes-1 (+ "no label")
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "channel_mults", tuple(self.channel_mults))
-        object.__setattr__(self, "attention_resolutions", tuple(self.attention_resolutions))
-        if self.in_channels not in (1, 3):
-            raise ValueError(f"in_channels must be 1 or 3, got {self.in_channels}")
+        for name in ("channel_mults", "attention_resolutions"):  # lists (e.g. from JSON) become tuples
+            value = getattr(self, name)
+            if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+                raise ValueError(f"{name} must be a tuple of positive integers, got {value!r}")
+            value = tuple(value)
+            if any(not _is_int(v) or v < 1 for v in value):
+                raise ValueError(f"{name} must be a tuple of positive integers, got {value!r}")
+            object.__setattr__(self, name, tuple(int(v) for v in value))
+        for name in ("image_size", "base_channels", "num_res_blocks", "attention_heads", "norm_groups"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            object.__setattr__(self, name, int(value))
+        if not _is_int(self.in_channels) or self.in_channels not in (1, 3):
+            raise ValueError(f"in_channels must be 1 or 3, got {self.in_channels!r}")
+        object.__setattr__(self, "in_channels", int(self.in_channels))
         levels = len(self.channel_mults)
         if levels == 0:
-            raise ValueError("channel_mults must name at least one level")
-        if self.image_size <= 0 or self.image_size % 2 ** (levels - 1):
+            raise ValueError("channel_mults must name at least one level, e.g. (1, 2, 2), got ()")
+        if self.image_size % 2 ** (levels - 1):
             raise ValueError(
                 f"image_size must be halvable {levels - 1} times for {levels} levels "
                 f"(a multiple of {2 ** (levels - 1)}), got {self.image_size}"
             )
-        for mult in self.channel_mults:
-            if (self.base_channels * mult) % self.norm_groups:
-                raise ValueError(
-                    f"norm_groups ({self.norm_groups}) must divide every channel count, "
-                    f"got {self.base_channels * mult}"
-                )
-        if self.num_classes is not None and self.num_classes < 1:
-            raise ValueError(f"num_classes must be None or >= 1, got {self.num_classes}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.base_channels % 2:
+            raise ValueError(f"base_channels must be even (it is also the time embedding's size), "
+                             f"got {self.base_channels}")
+        if self.base_channels % self.norm_groups:  # every count is a multiple of base_channels: this is enough
+            bad = [f"{self.base_channels * mult} at level {level}" for level, mult in enumerate(self.channel_mults)
+                   if (self.base_channels * mult) % self.norm_groups]
+            raise ValueError(f"norm_groups ({self.norm_groups}) must divide every channel count, got "
+                             f"{', '.join([f'{self.base_channels} at the stem (base_channels)', *bad])}")
+        missing = [r for r in self.attention_resolutions if r not in self.resolutions]
+        if missing:  # else they would be silently ignored
+            raise ValueError(f"attention_resolutions must be feature-map sizes of this U-Net, {self.resolutions}, "
+                             f"got {missing[0]}")
+        attended = [(f"level {level}", self.base_channels * mult)  # the attention layers and their channels
+                    for level, (mult, res) in enumerate(zip(self.channel_mults, self.resolutions, strict=True))
+                    if res in self.attention_resolutions]
+        for where, channels in [*attended, ("the middle", self.base_channels * self.channel_mults[-1])]:
+            if channels % self.attention_heads:
+                raise ValueError(f"attention_heads ({self.attention_heads}) must divide the channel count "
+                                 f"of every attention layer, got {channels} at {where}")
+        if self.num_classes is not None and (not _is_int(self.num_classes) or self.num_classes < 1):
+            raise ValueError(f"num_classes must be None or >= 1 (an integer: the number of label classes), "
+                             f"got {self.num_classes!r}")
+        if self.num_classes is not None:
+            object.__setattr__(self, "num_classes", int(self.num_classes))
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, numbers.Real) \
+                or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
 
     @property
     def resolutions(self) -> tuple[int, ...]:
@@ -185,6 +259,9 @@ class UNet(nn.Module):
 
     def __init__(self, config: UNetConfig | None = None):
         super().__init__()
+        if config is not None and not isinstance(config, UNetConfig):
+            raise ValueError(f"config must be a UNetConfig (or None for the lesson's model), "
+                             f"got {type(config).__name__}")
         self.config = c = config or UNetConfig()
         base, emb_dim, g = c.base_channels, 4 * c.base_channels, c.norm_groups
         self.time_mlp = nn.Sequential(nn.Linear(base, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
@@ -237,8 +314,11 @@ class UNet(nn.Module):
         """The label index meaning "no label", or None for an unconditional model."""
         return self.config.num_classes
 
-    def _check(self, x: Tensor, t: Tensor, y: Tensor | None) -> None:
+    def _check(self, x: Tensor, t: Tensor | int, y: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """Check x, t, y (shapes, dtypes, devices; label values only on the CPU) and return t (B,), y."""
         c = self.config
+        if not isinstance(x, Tensor):
+            raise ValueError(f"x must be a torch.Tensor of shape (B, {c.in_channels}, H, W), got {type(x).__name__}")
         if x.ndim != 4 or x.shape[1] != c.in_channels:
             raise ValueError(f"x must have shape (B, {c.in_channels}, H, W), got {tuple(x.shape)}")
         if x.shape[2] != x.shape[3] or x.shape[2] % 2 ** (len(c.channel_mults) - 1):
@@ -246,25 +326,33 @@ class UNet(nn.Module):
                 f"x must be square with a size divisible by {2 ** (len(c.channel_mults) - 1)} "
                 f"for {len(c.channel_mults)} levels, got {tuple(x.shape[2:])}"
             )
-        if t.shape != (x.shape[0],):
-            raise ValueError(f"t must have shape ({x.shape[0]},), got {tuple(t.shape)}")
+        _check_input_dtype(x, self.stem.weight, "U-Net")
+        t = _check_steps(t, x)
         if y is not None:
             if c.num_classes is None:
-                raise ValueError("y was given but the model is unconditional (num_classes=None)")
+                raise ValueError("y was given but the model is unconditional (num_classes=None): call model(x, t), "
+                                 "or build a conditional one with UNetConfig(num_classes=...)")
+            if not isinstance(y, Tensor):
+                raise ValueError(f"y must be a LongTensor of labels of shape ({x.shape[0]},), got {type(y).__name__}")
+            if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+                raise ValueError(f"y must hold integer labels (a LongTensor), got dtype {y.dtype}")
             if y.shape != (x.shape[0],):
                 raise ValueError(f"y must have shape ({x.shape[0]},), got {tuple(y.shape)}")
+            if y.device != x.device:
+                raise ValueError(f"y must be on x's device ({x.device}), got {y.device}")
             # Range check only for CPU labels: on a GPU it would stall the pipeline every step.
             if y.device.type == "cpu" and y.numel() and (y.min() < 0 or y.max() > c.num_classes):
                 bad = y[(y < 0) | (y > c.num_classes)][0].item()
                 raise ValueError(
                     f"y must hold labels in [0, {c.num_classes - 1}] (or {c.num_classes} for no label), got {bad}"
                 )
+            if y.dtype not in (torch.long, torch.int32):  # what nn.Embedding takes
+                y = y.long()
+        return t, y
 
     def forward(self, x: Tensor, t: Tensor | int, y: Tensor | None = None) -> Tensor:
         """x (B, C, H, W) noisy images, t (B,) steps, y (B,) labels or None → (B, C, H, W)."""
-        if isinstance(t, int):
-            t = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
-        self._check(x, t, y)
+        t, y = self._check(x, t, y)
         emb = self.time_mlp(sinusoidal_embedding(t, self.config.base_channels).to(x.dtype))  # (B, 4·base)
         if self.label_emb is not None:
             if y is None:  # no labels given: every example gets the "no label" class
@@ -300,6 +388,13 @@ class MLPDenoiser(nn.Module):
 
     def __init__(self, dim: int = 2, hidden: int = 128, depth: int = 3, emb_dim: int = 64):
         super().__init__()
+        for name, value in (("dim", dim), ("hidden", hidden)):
+            if not _is_int(value) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not _is_int(depth) or depth < 0:
+            raise ValueError(f"depth must be an integer >= 0 (residual blocks), got {depth!r}")
+        if not _is_int(emb_dim) or emb_dim < 2 or emb_dim % 2:
+            raise ValueError(f"emb_dim must be even (a positive integer: sines and cosines), got {emb_dim!r}")
         self.emb_dim = emb_dim
         self.time_mlp = nn.Sequential(nn.Linear(emb_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
         self.inp = nn.Linear(dim, hidden)
@@ -311,9 +406,13 @@ class MLPDenoiser(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor | int, y: Tensor | None = None) -> Tensor:  # x (B, dim), t (B,)
         if y is not None:
-            raise ValueError("y was given but MLPDenoiser is unconditional")
-        if isinstance(t, int):
-            t = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+            raise ValueError("y was given but MLPDenoiser is unconditional: call model(x, t)")
+        dim = self.inp.in_features
+        if not isinstance(x, Tensor) or x.ndim != 2 or x.shape[1] != dim:
+            got = f"shape {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"x must be a tensor of shape (B, {dim}), got {got}")
+        _check_input_dtype(x, self.inp.weight, "MLPDenoiser")
+        t = _check_steps(t, x)
         h = self.inp(x) + self.time_mlp(sinusoidal_embedding(t, self.emb_dim).to(x.dtype))  # (B, hidden)
         for block in self.blocks:
             h = h + block(h)
@@ -325,6 +424,8 @@ def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
 
     All of them by default, so that a frozen model (``pretrained()`` returns one) counts too.
     """
+    if not isinstance(module, nn.Module):
+        raise ValueError(f"module must be a torch.nn.Module, got {type(module).__name__}")
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
@@ -339,6 +440,8 @@ def shape_trace(
 
     Lesson: notebooks/03_unet.ipynb
     """
+    if not isinstance(model, UNet):
+        raise ValueError(f"model must be a UNet, got {type(model).__name__}")
     stages: list[tuple[str, nn.Module, nn.Module]] = [("stem", model.stem, model.stem)]  # (name, first, last)
 
     def blocks(prefix: str, level: Level) -> None:
@@ -380,6 +483,8 @@ def parameter_table(model: UNet) -> list[tuple[str, int]]:
 
     Lesson: notebooks/03_unet.ipynb
     """
+    if not isinstance(model, UNet):
+        raise ValueError(f"model must be a UNet, got {type(model).__name__}")
     parts = [
         ("time embedding MLP", [model.time_mlp]),
         ("label embedding", [model.label_emb] if model.label_emb is not None else []),
