@@ -16,10 +16,12 @@ or machines work through ``torchrun`` and DistributedDataParallel.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -32,7 +34,7 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 
-from .noising import q_sample
+from .noising import extract, q_sample
 from .runtime import default_device
 from .schedules import NoiseSchedule
 
@@ -75,23 +77,51 @@ class TrainConfig:
     num_workers: int = 0  # DataLoader worker processes (0: load in the main process)
 
     def __post_init__(self) -> None:
-        positive = ("steps", "batch_size", "T", "log_every", "checkpoint_every")
-        for name in positive:
+        """Check every field, types included: a bool is not an int, a float where an int belongs is an error."""
+        for name in ("steps", "batch_size", "T", "log_every", "checkpoint_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("warmup_steps", "num_workers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must be an integer in [0, 2**63 - 1], got {self.seed!r}")
+        for name in ("lr", "weight_decay", "grad_clip", "ema_decay", "p_uncond"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+            if type(value) not in (int, float):  # e.g. numpy.float64: stored as a plain float, so checkpoints load
+                object.__setattr__(self, name, float(value))
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.grad_clip < 0:
+            raise ValueError(f"grad_clip must be >= 0 (0 turns clipping off), got {self.grad_clip}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 <= self.p_uncond < 1.0:
             raise ValueError(f"p_uncond must be in [0, 1), got {self.p_uncond}")
+        for name in ("compile", "channels_last"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be True or False, got {value!r}")
+        for name in ("prediction", "schedule", "device", "precision"):
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                raise ValueError(f"{name} must be a string, got {value!r}")
         if self.prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {PREDICTIONS}, got {self.prediction!r}")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except (RuntimeError, ValueError):
+                raise ValueError(f"device must be 'auto' or a torch device such as 'cpu' or 'cuda:0', "
+                                 f"got {self.device!r}") from None
         NoiseSchedule.from_name(self.schedule, T=2)  # raises for an unknown schedule name
 
     def noise_schedule(self) -> NoiseSchedule:
@@ -115,20 +145,95 @@ def diffusion_loss(
 
     Lesson: notebooks/04_training.ipynb
     """
+    if not isinstance(model, nn.Module) and not callable(model):
+        raise ValueError(f"model must be an nn.Module (or a callable model(x_t, t, y)), got {type(model).__name__}")
+    _check_data_tensor(x0, "x0")
+    if x0.shape[0] == 0:
+        raise ValueError(f"x0 must hold at least one example, got shape {tuple(x0.shape)}")
+    if not isinstance(s, NoiseSchedule):
+        raise ValueError(f"s must be a NoiseSchedule, got {type(s).__name__}")
+    if noise is not None and isinstance(noise, Tensor) and not noise.is_floating_point():
+        raise ValueError(f"noise must be a floating-point tensor, got dtype {noise.dtype}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     if prediction not in PREDICTIONS:
         raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+    if x0.device.type == "cpu":  # value checks read the tensor: on a GPU they would stall, so CPU only
+        _warn_if_out_of_range(x0, "x0")
+    if y is not None:
+        _check_labels(y, x0.shape[0], getattr(model, "null_label", _UNKNOWN), "y", allow_null=True)
+    return _diffusion_loss(model, x0, s, t, noise, y, prediction, generator)
+
+
+def _diffusion_loss(model: Callable[..., Tensor], x0: Tensor, s: NoiseSchedule, t: Tensor | None,
+                    noise: Tensor | None, y: Tensor | None, prediction: str,
+                    generator: torch.Generator | None) -> Tensor:
+    """``diffusion_loss`` without the input checks: ``train`` checks its data once, not every step."""
     if t is None:
         t = torch.randint(0, s.T, (x0.shape[0],), device=x0.device, generator=generator)
     if noise is None:
         noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
     x_t = q_sample(x0, t, s, noise)  # the forward process, lesson 01
     pred = model(x_t, t) if y is None else model(x_t, t, y)
+    if not isinstance(pred, Tensor) or pred.shape != x_t.shape:
+        got = tuple(pred.shape) if isinstance(pred, Tensor) else type(pred).__name__
+        raise ValueError(f"the model's output must have x_t's shape {tuple(x_t.shape)}, got {got} "
+                         f"(a wrong shape would broadcast in the loss and train on the wrong target)")
     if prediction == "eps":
         target = noise
     else:  # v = √ᾱ_t ε - √(1-ᾱ_t) x_0
-        alpha_bar = s.alpha_bars.to(x0.device, x0.dtype)[t].reshape(-1, *([1] * (x0.ndim - 1)))
+        steps = t if isinstance(t, Tensor) and t.ndim == 1 else torch.full((x0.shape[0],), int(t), device=x0.device)
+        alpha_bar = extract(s.alpha_bars, steps, x0.shape, x0)  # ᾱ_t, (B, 1, ...)
         target = alpha_bar.sqrt() * noise - (1 - alpha_bar).sqrt() * x0
     return F.mse_loss(pred.float(), target.float())
+
+
+_UNKNOWN = object()  # a model without a ``null_label`` attribute: it may or may not take labels
+DATA_RANGE_WARN = 10.0  # data beyond ±this warns: the course scales data to [-1, 1]
+
+
+def _check_data_tensor(x: object, name: str) -> None:
+    """Refuse what is not a floating-point tensor with a batch dimension (integer data would lose the signal)."""
+    if not isinstance(x, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        hint = " (scale images to [-1, 1] floats first, e.g. x / 127.5 - 1)" if not x.is_complex() else ""
+        raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}{hint}")
+    if x.ndim < 2:
+        raise ValueError(f"{name} must have shape (B, ...) with at least 2 dimensions, got {tuple(x.shape)}")
+
+
+def _warn_if_out_of_range(x: Tensor, name: str, stacklevel: int = 3) -> None:
+    """Warn when x lies far outside [-1, 1], e.g. images left in [0, 255]."""
+    if x.numel() == 0:
+        return
+    lo, hi = float(x.min()), float(x.max())
+    if max(abs(lo), abs(hi)) > DATA_RANGE_WARN:
+        warnings.warn(f"{name} lies in [{lo:.3g}, {hi:.3g}], far outside [-1, 1]: the course scales data to "
+                      f"[-1, 1] (images: x / 127.5 - 1), and the noise schedule assumes that scale",
+                      stacklevel=stacklevel)
+
+
+def _check_labels(y: object, batch: int, null_label: object, name: str, allow_null: bool = False) -> None:
+    """Labels: an integer tensor (batch,), within the model's classes when the model says how many it has
+    (``allow_null``: the "no label" class ``null_label`` too)."""
+    if not isinstance(y, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor of integer class labels, got {type(y).__name__}")
+    if y.shape != (batch,):
+        raise ValueError(f"{name} must have shape ({batch},), got {tuple(y.shape)}")
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise ValueError(f"{name} must hold integer class labels, got dtype {y.dtype}")
+    if null_label is _UNKNOWN:
+        return
+    if null_label is None:
+        raise ValueError(f"{name} (class labels) were given but the model is unconditional (num_classes=None): "
+                         f"build it with e.g. UNetConfig(num_classes=10), or leave the labels out")
+    top = null_label if allow_null else null_label - 1
+    if y.device.type == "cpu" and y.numel() and (int(y.min()) < 0 or int(y.max()) > top):
+        bad = int(y.min()) if int(y.min()) < 0 else int(y.max())
+        also = f" (or {null_label} for no label)" if allow_null else ""
+        raise ValueError(f"{name} must hold labels in [0, {null_label - 1}]{also} (the model's "
+                         f"num_classes={null_label}), got {bad}")
 
 
 class TrainingDiverged(RuntimeError):
@@ -143,7 +248,7 @@ class TrainResult:
     ema: nn.Module  # the exponential moving average of the weights: usually the better sampler
     losses: list[float]  # the training loss at every step, from step 1
     steps: int  # optimizer steps done in total
-    images_per_second: float  # measured over this call's steps (excluding the first, warm-up block)
+    images_per_second: float  # measured over this call's steps (excluding the first, warm-up block, if there are more)
     config: TrainConfig = field(repr=False)
 
 
@@ -155,10 +260,11 @@ class Checkpoint:
     ema: dict  # state dict of the EMA model (an AveragedModel's ``module``)
     optimizer: dict
     step: int
-    losses: list[float]
+    losses: list[float]  # the loss at every step so far, from step 1 (those not yet logged included)
     train_config: dict
     model_config: dict
     rng: dict  # the trainer's generator (t, ε, label dropout) and torch's / CUDA's (dropout)
+    data_id: str | None = None  # what the run trains on, e.g. "mnist5k:train"; checked on resume
 
 
 def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
@@ -181,7 +287,32 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_folder(path.parent)  # the rename itself reaches the disk
     return path
+
+
+def _fsync_folder(folder: Path) -> None:
+    """fsync a folder, so that a rename in it survives a power cut (POSIX; skipped where unsupported)."""
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse to fsync a folder
+    finally:
+        os.close(fd)
+
+
+def _remove_stale_tmp(path: Path) -> list[Path]:
+    """Remove ``.checkpoint.pt.*.tmp`` files left by a write that was killed (see ``write_atomic``)."""
+    stale = sorted(path.parent.glob(f".{path.name}.*.tmp"))
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return stale
 
 
 def save_atomic(obj: object, path: str | Path) -> Path:
@@ -189,20 +320,75 @@ def save_atomic(obj: object, path: str | Path) -> Path:
     return write_atomic(path, lambda f: torch.save(obj, f))
 
 
+def _checksum(obj: object) -> str:
+    """sha256 over a checkpoint's contents in a fixed order: tensors' dtype, shape and bytes; other values' repr."""
+    h = hashlib.sha256()
+
+    def visit(x: object) -> None:
+        if isinstance(x, Tensor):
+            x = x.detach().cpu().contiguous()
+            h.update(f"T{x.dtype}{tuple(x.shape)}:".encode())
+            h.update(x.reshape(-1).view(torch.uint8).numpy().tobytes())  # the raw bytes, any dtype
+        elif isinstance(x, dict):
+            h.update(f"D{len(x)}:".encode())
+            for key in sorted(x, key=repr):
+                h.update(f"{key!r}=".encode())
+                visit(x[key])
+        elif isinstance(x, (list, tuple)):
+            h.update(f"L{len(x)}:".encode())
+            for item in x:
+                visit(item)
+        else:
+            h.update(f"V{x!r};".encode())  # int, float (repr is exact), str, bool, None
+
+    visit(obj)
+    return h.hexdigest()
+
+
 def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
-    """Write a checkpoint atomically (``save_atomic``)."""
-    save_atomic(asdict(checkpoint), path)
+    """Write a checkpoint atomically (``save_atomic``), with a sha256 of its contents that loading verifies."""
+    data = asdict(checkpoint)
+    data["sha256"] = _checksum(data)
+    save_atomic(data, path)
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read a checkpoint written by ``save_checkpoint`` (``weights_only=True``: no code runs)."""
+    """Read a checkpoint written by ``save_checkpoint`` (``weights_only=True``: no code runs).
+
+    Raises ``ValueError("checkpoint X is corrupt: ...")`` for a damaged file (its checksum does
+    not match, or it is empty or truncated) and ``ValueError("... is not a diffusion-lessons
+    checkpoint ...")`` for another kind of file. Checkpoints written before checksums existed
+    load with a warning.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    data = torch.load(path, map_location="cpu", weights_only=True)
-    missing = {f.name for f in fields(Checkpoint)} - set(data)
+    if path.stat().st_size == 0:
+        raise ValueError(f"checkpoint {path} is corrupt: the file is empty")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # zip, pickle and weights-only errors: one message for all
+        if "Unsupported global" in str(e):  # a pickle of arbitrary objects: not ours, and no code runs
+            raise ValueError(f"{path} is not a diffusion-lessons checkpoint (it holds objects other than "
+                             f"tensors and plain values)") from None
+        raise ValueError(f"checkpoint {path} is corrupt: torch.load could not read it "
+                         f"({type(e).__name__}; truncated, or not a torch file)") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not a diffusion-lessons checkpoint (it holds a {type(data).__name__})")
+    required = {f.name for f in fields(Checkpoint)} - {"data_id"}  # data_id came later: optional
+    missing = required - set(data)
     if missing:
         raise ValueError(f"{path} is not a diffusion-lessons checkpoint (missing {sorted(missing)})")
+    stored = data.pop("sha256", None)
+    if stored is None:
+        warnings.warn(f"checkpoint {path} has no checksum (written by an older version): loaded without "
+                      f"verifying it; the next save adds one", stacklevel=2)
+    elif stored != _checksum(data):
+        raise ValueError(f"checkpoint {path} is corrupt: its contents do not match the sha256 stored in it "
+                         f"(bit rot or a damaged copy); use an earlier copy or train again")
+    unknown = set(data) - {f.name for f in fields(Checkpoint)}
+    if unknown:
+        raise ValueError(f"{path} is not a diffusion-lessons checkpoint (unknown fields {sorted(unknown)})")
     return Checkpoint(**data)
 
 
@@ -214,6 +400,12 @@ def _setup_device(config: TrainConfig) -> tuple[torch.device, int, int, bool]:
     rank = int(os.environ.get("RANK", "0"))
     if config.device != "auto":
         device = torch.device(config.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device is {config.device!r} but CUDA is not available here; use device='auto' or 'cpu'")
+        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device is {config.device!r} but there are {torch.cuda.device_count()} CUDA devices")
+        if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ValueError(f"device is {config.device!r} but MPS is not available here; use device='auto' or 'cpu'")
     else:
         device = default_device()
     if distributed:
@@ -239,7 +431,10 @@ def _model_config(model: nn.Module) -> dict:
     return {"class": type(model).__name__, "parameters": sum(p.numel() for p in model.parameters())}
 
 
-def _check_resume(ckpt: Checkpoint, config: TrainConfig, model: nn.Module, path: Path) -> None:
+def _check_resume(ckpt: Checkpoint, config: TrainConfig, model: nn.Module, path: Path, data_id: str | None) -> None:
+    if ckpt.data_id is not None and data_id is not None and ckpt.data_id != data_id:
+        raise ValueError(f"{path}: the checkpoint was trained on {ckpt.data_id}, this run uses {data_id} "
+                         f"(data_id); resume with the same data, or start a new run in another out_dir")
     if ckpt.model_config != _model_config(model):
         diff = {k: (ckpt.model_config.get(k), v) for k, v in _model_config(model).items()
                 if ckpt.model_config.get(k) != v}
@@ -252,16 +447,41 @@ def _check_resume(ckpt: Checkpoint, config: TrainConfig, model: nn.Module, path:
         raise ValueError(f"{path} was written with another training config; differences (checkpoint, now): {diff}")
 
 
-def _as_dataset(data: Dataset | Tensor, labels: Tensor | None) -> Dataset:
+def _as_dataset(data: Dataset | Tensor, labels: Tensor | None, null_label: int | None) -> Dataset:
+    """Check the data (and labels) once, before training; wrap a tensor in a TensorDataset."""
     if isinstance(data, Tensor):
+        _check_data_tensor(data, "data")
+        _warn_if_out_of_range(data, "data", stacklevel=4)
         if labels is not None:
-            if labels.shape != (data.shape[0],):
-                raise ValueError(f"labels must have shape ({data.shape[0]},), got {tuple(labels.shape)}")
+            _check_labels(labels, data.shape[0], null_label, "labels")
             return TensorDataset(data, labels)
+        if null_label is not None:
+            _warn_no_labels(null_label)
         return TensorDataset(data)
+    if not isinstance(data, Dataset):
+        raise ValueError(f"data must be a torch.Tensor (N, ...) or a torch Dataset, got {type(data).__name__}"
+                         f"{' (use torch.from_numpy)' if type(data).__module__ == 'numpy' else ''}")
     if labels is not None:
         raise ValueError("labels are only taken with a tensor of data; a Dataset yields its own")
     return data
+
+
+def _warn_no_labels(null_label: int, stacklevel: int = 4) -> None:
+    warnings.warn(f"the model is class-conditional (num_classes={null_label}) but no labels were given: it "
+                  f"learns only the 'no label' class; pass labels=... or build an unconditional model",
+                  stacklevel=stacklevel)
+
+
+def _check_first_batch(batch: object, null_label: int | None) -> None:
+    """A Dataset's first batch: (x,) or (x, y) with float x and, for a conditional model, integer labels y."""
+    if not isinstance(batch, (list, tuple)):
+        raise ValueError(f"the Dataset must yield tuples (x,) or (x, y), got batches of {type(batch).__name__}")
+    _check_data_tensor(batch[0], "the Dataset's x")
+    _warn_if_out_of_range(batch[0], "the Dataset's x", stacklevel=4)
+    if len(batch) > 1:
+        _check_labels(batch[1], batch[0].shape[0], null_label, "the Dataset's labels y")
+    elif null_label is not None:
+        _warn_no_labels(null_label, stacklevel=4)
 
 
 def _lr_factor(step: int, warmup: int) -> float:
@@ -277,29 +497,52 @@ def train(
     resume: bool = False,
     progress: bool = True,
     callback: Callable[[dict], None] | None = None,
+    data_id: str | None = None,
 ) -> TrainResult:
-    """Train ``model`` to denoise ``data`` (a tensor (N, ...) in [-1, 1] or a Dataset).
+    """Train ``model`` to denoise ``data`` (a float tensor (N, ...) in [-1, 1] or a Dataset).
 
-    ``labels`` (N,) makes it class-conditional (with ``p_uncond`` of them dropped to the
-    model's "no label" class). With ``out_dir``, checkpoints go to out_dir/checkpoint.pt
-    (every ``checkpoint_every`` steps and at the end) and ``resume=True`` continues from
-    there exactly. ``callback({"step", "loss", "model", "ema"})`` runs after every
-    ``log_every`` steps (rank 0 only), e.g. to draw samples along the way.
+    ``labels`` (N,) integers make it class-conditional (with ``p_uncond`` of them dropped to
+    the model's "no label" class); the model must then have classes (``UNetConfig(num_classes=...)``),
+    and a class-conditional model trained without labels warns. With ``out_dir``, checkpoints
+    go to out_dir/checkpoint.pt (every ``checkpoint_every`` steps and at the end, with every
+    loss so far) and ``resume=True`` continues from there exactly; ``data_id`` (e.g.
+    "mnist5k:train") is stored in them and a resume on other data is refused.
+    ``callback({"step", "loss", "model", "ema"})`` runs after every ``log_every`` steps
+    (rank 0 only), e.g. to draw samples along the way.
 
     Lesson: notebooks/04_training.ipynb
     """
-    config = config or TrainConfig()
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if config is None:
+        config = TrainConfig()
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"config must be a TrainConfig or None, got {type(config).__name__}")
+    for name, value in (("resume", resume), ("progress", progress)):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be True or False, got {value!r}")
+    if callback is not None and not callable(callback):
+        raise ValueError(f"callback must be a function of one dict, or None, got {type(callback).__name__}")
+    if data_id is not None and not isinstance(data_id, str):
+        raise ValueError(f"data_id must be a string such as 'mnist5k:train', or None, got {type(data_id).__name__}")
+    if out_dir is not None and not isinstance(out_dir, (str, os.PathLike)):
+        raise ValueError(f"out_dir must be a path (str or Path) or None, got {type(out_dir).__name__}")
+    null_label = getattr(model, "null_label", None)  # the "no label" class = num_classes; None: unconditional
+    dataset = _as_dataset(data, labels, null_label)
+    ckpt_path = Path(out_dir) / "checkpoint.pt" if out_dir is not None else None
+    if ckpt_path is not None and ckpt_path.parent.exists() and not ckpt_path.parent.is_dir():
+        raise ValueError(f"out_dir must be a folder, but {ckpt_path.parent} is a file")
+    if resume and (ckpt_path is None or not ckpt_path.is_file()):
+        raise FileNotFoundError(f"resume=True but there is no checkpoint at {ckpt_path}")
     device, rank, world, distributed = _setup_device(config)
     if config.batch_size % world:
         raise ValueError(f"batch_size ({config.batch_size}) must be divisible by the number of processes ({world})")
-    dataset = _as_dataset(data, labels)
     if len(dataset) < config.batch_size:
         raise ValueError(f"the data set has {len(dataset)} examples, fewer than one batch ({config.batch_size})")
     s = config.noise_schedule().to(device)  # the tables live on the device: no per-step copies
-    conditional = getattr(model, "null_label", None) is not None
-    ckpt_path = Path(out_dir) / "checkpoint.pt" if out_dir is not None else None
-    if resume and (ckpt_path is None or not ckpt_path.is_file()):
-        raise FileNotFoundError(f"resume=True but there is no checkpoint at {ckpt_path}")
+    conditional = null_label is not None
+    if ckpt_path is not None and rank == 0:
+        _remove_stale_tmp(ckpt_path)  # left by a write that was killed: never a checkpoint
 
     # --- GPU settings, all in one place --------------------------------------------
     on_cuda = device.type == "cuda"
@@ -327,7 +570,8 @@ def train(
     step, losses = 0, []
     if resume:
         ckpt = load_checkpoint(ckpt_path)
-        _check_resume(ckpt, config, model, ckpt_path)
+        _check_resume(ckpt, config, model, ckpt_path, data_id)
+        data_id = data_id if data_id is not None else ckpt.data_id
         model.load_state_dict(ckpt.model)
         ema.module.load_state_dict(ckpt.ema)
         ema.n_averaged.fill_(max(ckpt.step, 1))
@@ -338,16 +582,17 @@ def train(
         if on_cuda and ckpt.rng.get("cuda") is not None:
             torch.cuda.set_rng_state(ckpt.rng["cuda"])
 
-    def checkpoint() -> None:
+    def checkpoint(unlogged: list[float]) -> None:  # unlogged: the losses since the last log, not yet in losses
         if ckpt_path is None or rank != 0:
             return
         save_checkpoint(ckpt_path, Checkpoint(
             model={k: v.detach().cpu() for k, v in model.state_dict().items()},
             ema={k: v.detach().cpu() for k, v in ema.module.state_dict().items()},
-            optimizer=optimizer.state_dict(), step=step, losses=losses,
+            optimizer=optimizer.state_dict(), step=step, losses=losses + unlogged,
             train_config=asdict(config), model_config=_model_config(model),
             rng={"generator": gen.get_state(), "torch": torch.get_rng_state(),
                  "cuda": torch.cuda.get_rng_state() if on_cuda else None},
+            data_id=data_id,
         ))
 
     # --- data: each rank sees its share of every global batch --------------------------
@@ -379,11 +624,16 @@ def train(
         bar = tqdm(total=config.steps, initial=step, desc="training", unit="step", dynamic_ncols=True)
     net.train()
     pending = torch.zeros(config.log_every, device=device)  # losses waiting to be read back
-    n_pending, timed_images, timed_seconds = 0, 0, 0.0
+    n_pending, timed_images, timed_seconds, first_images, first_seconds = 0, 0, 0.0, 0, 0.0
     block_start, first_block = time.perf_counter(), True
     data_iter = batches()
+    first_batch = True
     while step < config.steps:
         batch = next(data_iter)
+        if first_batch:  # a tensor was checked whole above; a Dataset's items are checked here, once
+            if not isinstance(data, Tensor):
+                _check_first_batch(batch, null_label)
+            first_batch = False
         x0 = batch[0].to(device, non_blocking=True)  # from pinned memory: the copy overlaps compute
         images = x0.ndim == 4
         if images:
@@ -404,7 +654,7 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = config.lr * _lr_factor(step, config.warmup_steps)
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
-            loss = diffusion_loss(net, x0, s, t=t, noise=noise, y=y, prediction=config.prediction)
+            loss = _diffusion_loss(net, x0, s, t, noise, y, config.prediction, None)  # data checked above
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip > 0:
@@ -422,7 +672,9 @@ def train(
             values = values.tolist()  # the one host-device sync, every log_every steps
             losses.extend(values)
             elapsed = time.perf_counter() - block_start
-            if not first_block:  # the first block pays for compilation and warm-up
+            if first_block:  # the first block pays for compilation and warm-up: timed only if it is the only one
+                first_images, first_seconds = n_pending * B, elapsed
+            else:
                 timed_images += n_pending * B
                 timed_seconds += elapsed
             rate = n_pending * B / elapsed
@@ -433,13 +685,19 @@ def train(
                 bar.set_postfix(loss=f"{sum(values) / len(values):.4f}", img_s=f"{rate:.0f}")
             if callback is not None and rank == 0:
                 callback({"step": step, "loss": sum(values) / len(values), "model": model, "ema": ema.module})
-        if step % config.checkpoint_every == 0 or step == config.steps:
-            checkpoint()
+        if ckpt_path is not None and (step % config.checkpoint_every == 0 or step == config.steps):
+            unlogged = pending[:n_pending]
+            if distributed and n_pending:
+                unlogged = unlogged.clone()
+                dist.all_reduce(unlogged, op=dist.ReduceOp.AVG)  # every rank takes part, as in the log
+            checkpoint(unlogged.tolist())
 
     if bar is not None:
         bar.close()
     if distributed:
         dist.barrier()
+    if timed_seconds == 0:  # one block in all (a short run): its rate, warm-up included
+        timed_images, timed_seconds = first_images, first_seconds
     rate = timed_images / timed_seconds if timed_seconds > 0 else float("nan")
     return TrainResult(model=model, ema=ema.module, losses=losses, steps=step, images_per_second=rate,
                        config=config)
