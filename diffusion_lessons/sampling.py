@@ -2,18 +2,34 @@
 
 Lesson: notebooks/05_sampling.ipynb
 
-Notation (0-based t, as everywhere in the package):
+Notation (0-based t, as everywhere in the package). One code name per symbol; where two
+papers use one letter for two things, the table says which is meant:
 
-==================  =========  =================================================
-code                paper      meaning
-==================  =========  =================================================
-``eps``             ε_θ        the network's noise estimate at (x_t, t)
-``x0_hat``          x̂_0        (x_t - √(1-ᾱ_t) ε) / √ᾱ_t, the clean image it implies
-``sigma``           σ_t        standard deviation of the noise added back at step t
-==================  =========  =================================================
+================================  ==========  ==========================================================
+code                              symbol      meaning
+================================  ==========  ==========================================================
+``eps``                           ε_θ         the network's noise estimate at (x_t, t)
+``x0_hat``                        x̂_0         (x_t - √(1-ᾱ_t) ε) / √ᾱ_t, the clean image it implies
+``beta_t``                        β_t         variance of the noise the forward step t adds
+``alpha_t``                       α_t         1 - β_t (DDPM's α_t; never DPM-Solver's, see below)
+``alpha_bar_t``                   ᾱ_t         ∏ α up to t; x_t = √ᾱ_t x_0 + √(1-ᾱ_t) ε
+``t_prev``, ``alpha_bar_prev``    ᾱ_prev      the step a sampler jumps to (t_prev < t) and its ᾱ; ᾱ = 1
+                                              at ``t_prev = -1``, the clean data
+``sqrt_alpha_bar_prev``           √ᾱ_prev     scale of the data in x_prev (Lu et al.'s α, diffusers' alpha_t)
+``sqrt_one_minus_alpha_bar_t``    √(1-ᾱ_t)    scale of the noise in x_t (Lu et al.'s σ_t, diffusers' sigma_t)
+``sigma_t``                       σ_t         std of the fresh noise z a stochastic step adds: DDPM's
+                                              √β̃_t or √β_t (Alg. 2), DDIM's σ_t(η) (eq. 16)
+``lambda_t``                      λ_t         log(√ᾱ_t / √(1-ᾱ_t)) = ½ log SNR(t), DPM-Solver's half log-SNR
+``h``                             h           λ_prev - λ_t > 0, the length of a step in λ
+``r``                             r           h_last / h, the last step's length over this one's
+``D``                             D           the data prediction an update moves towards: x̂_0, or the
+                                              second-order mix of the last two x̂_0 (DPM-Solver++ Alg. 2)
+================================  ==========  ==========================================================
 
 Every sampler has the same shape, ``sampler(model, x_T, s, ..., generator, callback,
 y, guidance, clip_x0)``, and calls ``callback({"i", "t", "x_t", "x0_hat"})`` after each step.
+Its arguments are checked before the first network call, and the network's output after
+each call, so that a wrong input stops with a message naming it instead of broadcasting.
 
 ``clip_x0=True`` (the default, as in Ho et al.'s code) clips each predicted x̂_0 to
 [-1, 1], the range of all the course's data, before it is used. Early in sampling, at
@@ -26,7 +42,9 @@ latent diffusion (lesson 07), which clipping would distort.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from numbers import Integral, Real
 
 import torch
 from torch import Tensor, nn
@@ -48,9 +66,111 @@ __all__ = [
 VARIANCES = ("beta_tilde", "beta")
 
 
+# ----------------------------------------------------------------- checks at the public boundary
+def _check_tensor(x: object, name: str) -> None:
+    """x must be a floating tensor with a batch dimension (dim 0)."""
+    if not isinstance(x, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a floating tensor (e.g. torch.randn(...)), got dtype {x.dtype}")
+    if x.ndim == 0:
+        raise ValueError(f"{name} must have a batch dimension (dim 0), got a 0-d tensor")
+
+
+def _check_eps(eps: object, x_t: Tensor) -> None:
+    if not isinstance(eps, Tensor):
+        raise ValueError(f"eps must be a torch.Tensor, got {type(eps).__name__}")
+    if eps.shape != x_t.shape:
+        raise ValueError(f"eps must have the shape of x_t {tuple(x_t.shape)}, got {tuple(eps.shape)}")
+
+
+def _check_real(value: object, name: str, minimum: float | None = None) -> None:
+    """value must be a finite real number (a Python or NumPy scalar, or a 0-d tensor), >= minimum if given."""
+    if isinstance(value, Tensor):
+        real = value.ndim == 0 and not value.is_complex() and value.dtype != torch.bool
+    else:
+        real = isinstance(value, Real) and not isinstance(value, bool)
+    if not real:
+        raise ValueError(f"{name} must be a real number, got {value!r}")
+    if not math.isfinite(float(value)):
+        raise ValueError(f"{name} must be finite, got {float(value)}")
+    if minimum is not None and float(value) < minimum:
+        raise ValueError(f"{name} must be >= {minimum:g}, got {float(value)}")
+
+
+def _check_schedule(s: object) -> None:
+    if not isinstance(s, NoiseSchedule):
+        raise ValueError(f"s must be a NoiseSchedule (e.g. NoiseSchedule.cosine(T=1000)), got {type(s).__name__}")
+
+
+def _check_generator(generator: object, x: Tensor) -> None:
+    if generator is None:
+        return
+    if not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}; "
+                         "to seed, pass torch.Generator().manual_seed(seed)")
+    if generator.device.type != x.device.type:
+        raise ValueError(f"generator must be on x's device ({x.device.type}), got a {generator.device.type} generator")
+
+
+def _check_labels(y: object, x: Tensor, model: object, check_values: bool) -> None:
+    """y: None, or integer labels (B,) on x's device, each in [0, null_label] when the model has one.
+
+    The values are read back to the host only when ``check_values`` (once per sampler call;
+    every step for CPU labels, where it costs nothing)."""
+    if y is None:
+        return
+    if not isinstance(y, Tensor):
+        raise ValueError(f"y must be a LongTensor of class labels, shape ({x.shape[0]},), got {type(y).__name__}")
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise ValueError(f"y must hold integer class labels, got dtype {y.dtype}")
+    if y.shape != (x.shape[0],):
+        raise ValueError(f"y must have shape ({x.shape[0]},), one label per sample of x, got {tuple(y.shape)}")
+    if y.device != x.device:
+        raise ValueError(f"y must be on x's device ({x.device}), got {y.device}")
+    null = getattr(model, "null_label", None)
+    if check_values and isinstance(null, int) and y.numel() and (int(y.min()) < 0 or int(y.max()) > null):
+        bad = y[(y < 0) | (y > null)][0].item()
+        raise ValueError(f"y must hold labels in [0, {null - 1}] (or {null}, the model's null_label), got {bad}")
+
+
+def _check_sampler(model: object, x_T: object, s: object, generator: object, callback: object, y: object,
+                   guidance: object, clip_x0: object) -> None:
+    """The arguments every sampler shares, checked once before the first network call."""
+    if not callable(model):
+        raise ValueError(f"model must be callable as model(x_t, t) or model(x_t, t, y), got {type(model).__name__}")
+    _check_tensor(x_T, "x_T")
+    if x_T.numel() and not bool(torch.isfinite(x_T).all()):  # one read-back per call, not per step
+        raise ValueError("x_T must be finite, got NaN or inf values")
+    _check_schedule(s)
+    _check_generator(generator, x_T)
+    if callback is not None and not callable(callback):
+        raise ValueError(f"callback must be callable (it gets a dict after each step) or None, "
+                         f"got {type(callback).__name__}")
+    _check_real(guidance, "guidance")
+    _check_labels(y, x_T, model, check_values=True)
+    if not isinstance(clip_x0, bool):
+        raise ValueError(f"clip_x0 must be True or False, got {clip_x0!r}")
+
+
+def _eps_from_model(model: nn.Module, x_t: Tensor, *args: Tensor | int, note: str = "") -> Tensor:
+    """One network call, its output checked: ε must have x_t's shape, or it would broadcast silently."""
+    eps = model(x_t, *args)
+    if not isinstance(eps, Tensor) or eps.shape != x_t.shape:
+        got = f"shape {tuple(eps.shape)}" if isinstance(eps, Tensor) else f"a {type(eps).__name__}"
+        raise ValueError(f"the model's output must have x_t's shape {tuple(x_t.shape)}{note}: one ε per entry of "
+                         f"x_t, got {got}")
+    return eps
+
+
+# ----------------------------------------------------------------------------- DDPM
 def predict_x0(eps: Tensor, t: int | Tensor, x_t: Tensor, s: NoiseSchedule) -> Tensor:
-    """x̂_0 = (x_t - √(1-ᾱ_t) ε) / √ᾱ_t: invert the forward jump (DDPM eq. 4) with the noise estimate."""
+    """x̂_0 = (x_t - √(1-ᾱ_t) ε) / √ᾱ_t: invert the forward jump (DDPM eq. 4) with the noise estimate.
+
+    Lesson: notebooks/04_training.ipynb
+    """
     t = _as_timesteps(t, x_t, s)
+    _check_eps(eps, x_t)
     alpha_bar_t = extract(s.alpha_bars, t, x_t.shape, x_t)  # ᾱ_t
     return (x_t - (1 - alpha_bar_t).sqrt() * eps) / alpha_bar_t.sqrt()
 
@@ -63,27 +183,37 @@ def ddpm_step(
     noise: Tensor | None = None,
     variance: str = "beta_tilde",
     generator: torch.Generator | None = None,
+    clip_x0: bool = False,
 ) -> Tensor:
     """One step of Ho et al. Algorithm 2: x_{t-1} from x_t and the noise estimate ε.
 
     x_{t-1} = 1/√α_t · (x_t - β_t/√(1-ᾱ_t) · ε) + σ_t z,   z ~ N(0, I), and z = 0 at t = 0,
     with σ_t² = β̃_t (``variance="beta_tilde"``, the posterior's) or β_t (``"beta"``).
+    ``clip_x0=True`` writes the same mean through x̂_0, clipped to [-1, 1]: the posterior
+    mean μ̃_t(x_t, x̂_0) of eq. (7), as ``ddpm_sample`` does by default.
 
     Lesson: notebooks/05_sampling.ipynb
     """
     if variance not in VARIANCES:
         raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}")
-    if eps.shape != x_t.shape:
-        raise ValueError(f"eps must have the shape of x_t {tuple(x_t.shape)}, got {tuple(eps.shape)}")
+    if not isinstance(clip_x0, bool):
+        raise ValueError(f"clip_x0 must be True or False, got {clip_x0!r}")
+    _check_tensor(x_t, "x_t")
+    _check_eps(eps, x_t)
     t = _as_timesteps(t, x_t, s)
-    noise = _check_noise(noise, x_t, generator)
-    beta_t = extract(s.betas, t, x_t.shape, x_t)  # β_t
-    alpha_t = extract(s.alphas, t, x_t.shape, x_t)  # α_t
-    alpha_bar_t = extract(s.alpha_bars, t, x_t.shape, x_t)  # ᾱ_t
-    mean = (x_t - beta_t / (1 - alpha_bar_t).sqrt() * eps) / alpha_t.sqrt()  # μ_θ(x_t, t), eq. (11)
-    var = extract(s.posterior_variance if variance == "beta_tilde" else s.betas, t, x_t.shape, x_t)
-    not_last = (t > 0).to(x_t.dtype).reshape(var.shape)  # no noise is added at the last step
-    return mean + not_last * var.sqrt() * noise
+    if noise is None:
+        _check_generator(generator, x_t)
+    noise = _check_noise(noise, x_t, generator)  # z
+    if clip_x0:  # μ̃_t(x_t, x̂_0), eq. (7), with x̂_0 clipped to the data's range
+        mean, _ = q_posterior(predict_x0(eps, t, x_t, s).clamp(-1, 1), x_t, t, s)
+    else:  # μ_θ(x_t, t), eq. (11)
+        beta_t = extract(s.betas, t, x_t.shape, x_t)  # β_t
+        alpha_t = extract(s.alphas, t, x_t.shape, x_t)  # α_t
+        alpha_bar_t = extract(s.alpha_bars, t, x_t.shape, x_t)  # ᾱ_t
+        mean = (x_t - beta_t / (1 - alpha_bar_t).sqrt() * eps) / alpha_t.sqrt()
+    sigma_t = extract(s.posterior_variance if variance == "beta_tilde" else s.betas, t, x_t.shape, x_t).sqrt()
+    not_last = (t > 0).to(x_t.dtype).reshape(sigma_t.shape)  # no noise is added at the last step
+    return mean + not_last * sigma_t * noise
 
 
 def guided_eps(model: nn.Module, x_t: Tensor, t: Tensor, y: Tensor | None, guidance: float) -> Tensor:
@@ -91,17 +221,31 @@ def guided_eps(model: nn.Module, x_t: Tensor, t: Tensor, y: Tensor | None, guida
 
     ε̃ = ε_θ(x_t, t, ∅) + w · (ε_θ(x_t, t, y) - ε_θ(x_t, t, ∅)), with ∅ the model's "no label" class.
     w = 1 is the conditional model, w = 0 the unconditional one, w > 1 pushes towards y.
+    x_t (B, ...), t (B,) steps, y (B,) labels or None; returns ε shaped like x_t.
+
+    Lesson: notebooks/06_guidance.ipynb
     """
+    if not callable(model):
+        raise ValueError(f"model must be callable as model(x_t, t) or model(x_t, t, y), got {type(model).__name__}")
+    _check_tensor(x_t, "x_t")
+    if isinstance(t, Tensor) and t.ndim != 0 and t.shape != (x_t.shape[0],):
+        raise ValueError(f"t must have shape ({x_t.shape[0]},), one step per sample of x_t, got {tuple(t.shape)}")
+    _check_real(guidance, "guidance")
     null = getattr(model, "null_label", None)
     if y is None:
         if guidance != 1.0:
             raise ValueError(f"guidance must be 1.0 without labels y, got {guidance}")
-        return model(x_t, t)
+        return _eps_from_model(model, x_t, t)
     if null is None:
         raise ValueError("labels y were given but the model is unconditional (it has no null_label)")
+    _check_labels(y, x_t, model, check_values=isinstance(y, Tensor) and y.device.type == "cpu")
     if guidance == 1.0:
-        return model(x_t, t, y)
-    both = model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, null)]))
+        return _eps_from_model(model, x_t, t, y)
+    if not isinstance(t, Tensor):
+        raise ValueError(f"t must be a LongTensor of shape ({x_t.shape[0]},) for guidance, got {type(t).__name__}")
+    t = t.expand(x_t.shape[0])  # a 0-d t: the same step for every sample
+    both = _eps_from_model(model, torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, null)]),
+                           note=" (x_t twice: with y and with the null label)")
     cond, uncond = both.chunk(2)  # one batched call for both estimates
     return uncond + guidance * (cond - uncond)
 
@@ -124,29 +268,38 @@ def ddpm_sample(
 
     Lesson: notebooks/05_sampling.ipynb
     """
+    _check_sampler(model, x_T, s, generator, callback, y, guidance, clip_x0)
+    if variance not in VARIANCES:
+        raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}")
     x = x_T
     for i, t in enumerate(range(s.T - 1, -1, -1)):
         tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
         eps = guided_eps(model, x, tt, y, guidance)
         x0_hat = predict_x0(eps, t, x, s)
-        if clip_x0:  # the same step written through x̂_0: μ̃(x̂_0, x_t) of the posterior, eq. (7)
+        if clip_x0:
             x0_hat = x0_hat.clamp(-1, 1)
-            mean, var = q_posterior(x0_hat, x, t, s)
-            if variance == "beta":
-                var = extract(s.betas, torch.full_like(tt, t), x.shape, x)
-            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-            x = mean + (var.sqrt() * noise if t > 0 else 0)
-        else:
-            x = ddpm_step(eps, t, x, s, variance=variance, generator=generator)
+        x = ddpm_step(eps, t, x, s, variance=variance, generator=generator, clip_x0=clip_x0)
         if callback is not None:
             callback({"i": i, "t": t, "x_t": x, "x0_hat": x0_hat})
     return x
 
 
+# ----------------------------------------------------------------------------- DDIM
 def _alpha_bar_at(s: NoiseSchedule, t: int, like: Tensor) -> Tensor:
     """ᾱ_t as a 0-d tensor on like's device, with ᾱ_{-1} = 1 (the clean data)."""
     value = s.alpha_bars[t] if t >= 0 else s.alpha_bars.new_ones(())
     return value.to(like.device, like.dtype)
+
+
+def _as_step(t: object, name: str) -> int:
+    """A single step as a Python int (an int, a NumPy integer or a one-element integer tensor)."""
+    if isinstance(t, Tensor) and t.numel() == 1 and not (t.is_floating_point() or t.is_complex()) \
+            and t.dtype != torch.bool:
+        return int(t.item())
+    if isinstance(t, bool) or not isinstance(t, Integral):
+        got = f"a tensor of shape {tuple(t.shape)}, dtype {t.dtype}" if isinstance(t, Tensor) else repr(t)
+        raise ValueError(f"{name} must be a single integer step (the whole batch takes the same step), got {got}")
+    return int(t)
 
 
 def ddim_step(
@@ -161,24 +314,28 @@ def ddim_step(
 ) -> Tensor:
     """One DDIM step from step t to step t_prev < t (Song et al. 2021, eq. 12); t_prev = -1 means "to x_0".
 
-    x_{t_prev} = √ᾱ_prev · x̂_0 + √(1 - ᾱ_prev - σ²) · ε + σ z,
-    σ = η · √((1-ᾱ_prev)/(1-ᾱ_t)) · √(1 - ᾱ_t/ᾱ_prev)   (eq. 16).
+    x_prev = √ᾱ_prev · x̂_0 + √(1 - ᾱ_prev - σ_t²) · ε + σ_t z,
+    σ_t = η · √((1-ᾱ_prev)/(1-ᾱ_t)) · √(1 - ᾱ_t/ᾱ_prev)   (eq. 16).
     η = 0 is deterministic; η = 1 over consecutive steps is exactly DDPM's step with β̃.
 
     Lesson: notebooks/05_sampling.ipynb
     """
-    if eta < 0:
-        raise ValueError(f"eta must be >= 0, got {eta}")
+    _check_real(eta, "eta", minimum=0)
+    _check_schedule(s)
+    t, t_prev = _as_step(t, "t"), _as_step(t_prev, "t_prev")
     if not -1 <= t_prev < t <= s.T - 1:
         raise ValueError(f"need -1 <= t_prev < t <= {s.T - 1}, got t={t}, t_prev={t_prev}")
-    if eps.shape != x_t.shape:
-        raise ValueError(f"eps must have the shape of x_t {tuple(x_t.shape)}, got {tuple(eps.shape)}")
-    a_t, a_prev = _alpha_bar_at(s, t, x_t), _alpha_bar_at(s, t_prev, x_t)  # ᾱ_t, ᾱ_prev
-    x0_hat = (x_t - (1 - a_t).sqrt() * eps) / a_t.sqrt()  # eq. (9)'s "predicted x_0"
-    sigma = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).sqrt()  # σ_t(η), eq. (16)
-    x_prev = a_prev.sqrt() * x0_hat + (1 - a_prev - sigma**2).clamp(min=0).sqrt() * eps  # the direction to x_t
-    if eta > 0 and t_prev >= 0:
-        x_prev = x_prev + sigma * _check_noise(noise, x_t, generator)
+    _check_tensor(x_t, "x_t")
+    _check_eps(eps, x_t)
+    if noise is None and eta > 0 and t_prev >= 0:
+        _check_generator(generator, x_t)
+    alpha_bar_t, alpha_bar_prev = _alpha_bar_at(s, t, x_t), _alpha_bar_at(s, t_prev, x_t)  # ᾱ_t, ᾱ_prev
+    x0_hat = (x_t - (1 - alpha_bar_t).sqrt() * eps) / alpha_bar_t.sqrt()  # eq. (9)'s "predicted x_0"
+    sigma_t = eta * ((1 - alpha_bar_prev) / (1 - alpha_bar_t) * (1 - alpha_bar_t / alpha_bar_prev)).sqrt()  # eq. (16)
+    # eq. (12): "predicted x_0", then "the direction pointing to x_t"
+    x_prev = alpha_bar_prev.sqrt() * x0_hat + (1 - alpha_bar_prev - sigma_t**2).clamp(min=0).sqrt() * eps
+    if eta > 0 and t_prev >= 0:  # then "random noise"
+        x_prev = x_prev + sigma_t * _check_noise(noise, x_t, generator)
     return x_prev
 
 
@@ -188,7 +345,10 @@ def ddim_timesteps(s: NoiseSchedule, steps: int) -> list[int]:
     Starting at t = T-1 means starting from pure noise (Lin et al. 2024 show why starting
     lower is a flaw); ending at t = 0 means the last jump to x_0 crosses almost no noise,
     so it does not blur fine detail. With steps = T this is every step.
+
+    Lesson: notebooks/05_sampling.ipynb
     """
+    _check_schedule(s)
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= s.T:
         raise ValueError(f"steps must be an integer in [1, {s.T}] (the schedule's T), got {steps!r}")
     if steps == 1:
@@ -213,8 +373,8 @@ def ddim_sample(
 
     Lesson: notebooks/05_sampling.ipynb
     """
-    if eta < 0:
-        raise ValueError(f"eta must be >= 0, got {eta}")
+    _check_sampler(model, x_T, s, generator, callback, y, guidance, clip_x0)
+    _check_real(eta, "eta", minimum=0)
     ts = ddim_timesteps(s, steps)
     x = x_T
     for i, (t, t_prev) in enumerate(zip(ts, [*ts[1:], -1], strict=True)):
@@ -223,14 +383,15 @@ def ddim_sample(
         x0_hat = predict_x0(eps, t, x, s)
         if clip_x0:  # clip x̂_0, then use the ε that the clipped x̂_0 implies
             x0_hat = x0_hat.clamp(-1, 1)
-            a_t = _alpha_bar_at(s, t, x)
-            eps = (x - a_t.sqrt() * x0_hat) / (1 - a_t).sqrt()
+            alpha_bar_t = _alpha_bar_at(s, t, x)
+            eps = (x - alpha_bar_t.sqrt() * x0_hat) / (1 - alpha_bar_t).sqrt()
         x = ddim_step(eps, t, t_prev, x, s, eta=eta, generator=generator)
         if callback is not None:
             callback({"i": i, "t": t, "x_t": x, "x0_hat": x0_hat})
     return x
 
 
+# ------------------------------------------------------------------------ DPM-Solver++
 @torch.no_grad()
 def dpm_solver_sample(
     model: nn.Module,
@@ -244,53 +405,62 @@ def dpm_solver_sample(
     guidance: float = 1.0,
     clip_x0: bool = True,
 ) -> Tensor:
-    """DPM-Solver++(2M) (Lu et al. 2022): a second-order multistep solver of the diffusion ODE (η = 0)
-    or, with η > 0, of the diffusion SDE (η = 1: "SDE-DPM-Solver++(2M)", diffusers' sde-dpmsolver++).
+    """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2): a second-order multistep solver of the
+    diffusion ODE (η = 0) or, with η > 0, of the diffusion SDE (η = 1: "SDE-DPM-Solver++(2M)",
+    k-diffusion's ``sample_dpmpp_2m_sde``, diffusers' ``sde-dpmsolver++``).
 
-    In λ = log(√ᾱ/√(1-ᾱ)) (half the log-SNR) the ODE has an exact linear part; with the
-    data prediction D ≈ x̂_0 the step from t to t_prev, h = λ_prev - λ_t > 0, is
+    In λ (half the log-SNR) the ODE has an exact linear part, so with the data prediction D
+    the step from t to t_prev, h = λ_prev - λ_t > 0, is (in Lu et al.'s symbols α = √ᾱ, σ = √(1-ᾱ))
 
-        x_prev = (σ_prev/σ_t) e^{-ηh} · x_t + α_prev (1 - e^{-(1+η)h}) · D + σ_prev √(1 - e^{-2ηh}) · z,
+        x_prev = (σ_prev/σ_t) e^{-ηh} · x_t - α_prev (e^{-(1+η)h} - 1) · D + σ_prev √(1 - e^{-2ηh}) · z,
 
-    α = √ᾱ, σ = √(1-ᾱ), z ~ N(0, I), with D = (1 + 1/2r) x̂_0(t) - (1/2r) x̂_0(t_last),
-    r = h_last / h (Algorithm 2), and D = x̂_0(t) on the first step and on the step into
-    t = 0 (as diffusers' "lower order final"). The last call, at t = 0, returns its x̂_0.
-    η = 0 is deterministic (``generator`` unused). η = 1 adds, like DDPM, fresh noise at
-    every step, which corrects the errors of an imperfect network instead of carrying them
-    along: with the shipped MNIST model it samples markedly better at 20 steps
-    (benchmarks/sampling_quality.py).
+    z ~ N(0, I); with η = 0 this is the update of Algorithm 2 (first order: DPM-Solver++(1),
+    which is DDIM). D = (1 + 1/2r) x̂_0(t) - (1/2r) x̂_0(t_last), r = h_last / h (Algorithm 2),
+    and D = x̂_0(t) on the first step and on the step into t = 0 (as diffusers' "lower order
+    final"). The last call, at t = 0, returns its x̂_0. η = 0 is deterministic (``generator``
+    unused). η = 1 adds, like DDPM, fresh noise at every step, which corrects the errors of an
+    imperfect network instead of carrying them along: with the shipped MNIST model it samples
+    markedly better at 20 steps (benchmarks/sampling_quality.py).
 
     Lesson: notebooks/05_sampling.ipynb
     """
-    if eta < 0:
-        raise ValueError(f"eta must be >= 0, got {eta}")
+    _check_sampler(model, x_T, s, generator, callback, y, guidance, clip_x0)
+    _check_real(eta, "eta", minimum=0)
     ts = ddim_timesteps(s, steps)
     x, x0_last, h_last = x_T, None, None
     for i, (t, t_prev) in enumerate(zip(ts, [*ts[1:], -1], strict=True)):
+        # 1. the data prediction x_θ(x_t, t) = x̂_0 of Algorithm 2, from the network's ε
         tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
         eps = guided_eps(model, x, tt, y, guidance)
         x0_hat = predict_x0(eps, t, x, s)
         if clip_x0:  # the solver works on x̂_0 directly, so clipping it is all it takes
             x0_hat = x0_hat.clamp(-1, 1)
         if t_prev < 0:
-            x = x0_hat  # the final step lands on the data prediction
+            x = x0_hat  # the last call, at t = 0: no update, the data prediction is the sample
         else:
-            a_t, a_prev = _alpha_bar_at(s, t, x), _alpha_bar_at(s, t_prev, x)
-            alpha_prev, sigma_t, sigma_prev = a_prev.sqrt(), (1 - a_t).sqrt(), (1 - a_prev).sqrt()
-            lam_t = 0.5 * (a_t.log() - (1 - a_t).log())  # λ_t
-            lam_prev = 0.5 * (a_prev.log() - (1 - a_prev).log())
-            h = lam_prev - lam_t
+            # 2. the step length in λ = log(√ᾱ/√(1-ᾱ)): h = λ_prev - λ_t
+            alpha_bar_t, alpha_bar_prev = _alpha_bar_at(s, t, x), _alpha_bar_at(s, t_prev, x)  # ᾱ_t, ᾱ_prev
+            lambda_t = 0.5 * (alpha_bar_t.log() - (1 - alpha_bar_t).log())  # λ_t
+            lambda_prev = 0.5 * (alpha_bar_prev.log() - (1 - alpha_bar_prev).log())  # λ_prev
+            h = lambda_prev - lambda_t
+            # 3. D, Algorithm 2: r = h_last / h, D = (1 + 1/2r) x̂_0(t) - (1/2r) x̂_0(t_last); first order
+            #    (DPM-Solver++(1), i.e. DDIM) at the start, and into t = 0: that last interval is long
+            #    in λ, where extrapolating x̂_0 would overshoot
             if x0_last is None or t_prev == 0:
-                # first order (DPM-Solver++(1), which is DDIM) at the start, and into t = 0: that
-                # last interval is long in λ, where extrapolating x̂_0 would overshoot
-                d = x0_hat
+                D = x0_hat
             else:
                 r = h_last / h
-                d = (1 + 1 / (2 * r)) * x0_hat - (1 / (2 * r)) * x0_last
-            x = (sigma_prev / sigma_t) * torch.exp(-eta * h) * x - alpha_prev * torch.expm1(-(1 + eta) * h) * d
-            if eta > 0:
+                D = (1 + 1 / (2 * r)) * x0_hat - (1 / (2 * r)) * x0_last
+            # 4. the update: x_prev = (σ_prev/σ_t) e^{-ηh} x_t - α_prev (e^{-(1+η)h} - 1) D [+ σ_prev √(1-e^{-2ηh}) z]
+            sqrt_alpha_bar_prev = alpha_bar_prev.sqrt()  # Lu et al.'s α_prev
+            sqrt_one_minus_alpha_bar_t = (1 - alpha_bar_t).sqrt()  # Lu et al.'s σ_t
+            sqrt_one_minus_alpha_bar_prev = (1 - alpha_bar_prev).sqrt()  # Lu et al.'s σ_prev
+            coef_x = (sqrt_one_minus_alpha_bar_prev / sqrt_one_minus_alpha_bar_t) * torch.exp(-eta * h)
+            coef_D = sqrt_alpha_bar_prev * torch.expm1(-(1 + eta) * h)  # α_prev (e^{-(1+η)h} - 1) < 0
+            x = coef_x * x - coef_D * D
+            if eta > 0:  # the SDE's fresh noise, σ_prev √(1 - e^{-2ηh}) z
                 z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-                x = x + sigma_prev * (-torch.expm1(-2 * eta * h)).sqrt() * z
+                x = x + sqrt_one_minus_alpha_bar_prev * (-torch.expm1(-2 * eta * h)).sqrt() * z
             x0_last, h_last = x0_hat, h
         if callback is not None:
             callback({"i": i, "t": t, "x_t": x, "x0_hat": x0_hat})
