@@ -41,9 +41,8 @@ from torch import Tensor
 from diffusion_lessons import metrics
 from diffusion_lessons.data import mnist5k
 from diffusion_lessons.pretrained import RESULTS_DIR, pretrained
-from diffusion_lessons.runtime import cpu_name
+from diffusion_lessons.runtime import cpu_name, write_atomic
 from diffusion_lessons.sampling import ddim_sample, dpm_solver_sample
-from diffusion_lessons.training import write_atomic
 
 RESULTS = RESULTS_DIR / "guidance_quality.json"  # shipped in the package: lesson 06 reads it
 AGREEMENT_TARGET = 0.98  # the shipped model's target: conditional samples agree with their labels

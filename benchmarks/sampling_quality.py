@@ -42,8 +42,7 @@ import torch
 import diffusion_lessons as dl
 from diffusion_lessons import metrics, sampling
 from diffusion_lessons.pretrained import RESULTS_DIR, pretrained
-from diffusion_lessons.runtime import cpu_name
-from diffusion_lessons.training import write_atomic
+from diffusion_lessons.runtime import cpu_name, write_atomic
 
 DEFAULT_OUT = RESULTS_DIR / "sampling_quality.json"  # shipped in the package: lesson 05 reads it
 DEFAULT_SAMPLERS = ["dpm:10", "dpm:20", "dpm1:10", "dpm1:20", "ddim:10", "ddim:20", "ddim:50", "ddim:100", "ddim1:20",

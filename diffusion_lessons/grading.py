@@ -77,9 +77,8 @@ from nbformat import NotebookNode
 
 from . import exercises as ex
 from .book import Book, Chapter, load_book
-from .runtime import kernel_env
+from .runtime import kernel_env, write_atomic
 from .student import Exercise, find_exercises
-from .training import write_atomic
 
 __all__ = ["CHECK_SECONDS", "MEMORY_GIB", "STATUSES", "Exercise", "ExerciseResult", "Grade", "clean_text",
            "find_exercises", "grade_submission", "grade_submissions", "grades_table", "write_csv"]

@@ -65,8 +65,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .data import mnist5k
-from .runtime import cpu_name
-from .training import save_atomic
+from .runtime import cpu_name, save_atomic
 
 __all__ = [
     "CLASSIFIER_PATH",

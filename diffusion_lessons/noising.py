@@ -102,7 +102,10 @@ def _check_noise(noise: Tensor | None, x: Tensor, generator: torch.Generator | N
 
 def extract(coeffs: Tensor, t: Tensor, shape: torch.Size | tuple[int, ...], like: Tensor) -> Tensor:
     """``coeffs[t]`` reshaped to (B, 1, 1, ...) so it broadcasts over an x of ``shape``,
-    on the device and in the dtype of ``like``."""
+    on the device and in the dtype of ``like``.
+
+    Lesson: notebooks/01_markov_noising.ipynb
+    """
     out = coeffs.to(like.device)[t].to(like.dtype)  # (B,)
     return out.reshape(shape[0], *([1] * (len(shape) - 1)))  # (B, 1, ..., 1)
 
@@ -156,6 +159,8 @@ def q_posterior(x0: Tensor, x_t: Tensor, t: int | Tensor, s: NoiseSchedule) -> t
     with ᾱ_{t-1} = 1 at t = 0 (the step before the first is the clean data).
     Returns (mean shaped like x_t, variance shaped (B, 1, ...)). The coefficients are
     precomputed in float64 by ``NoiseSchedule``.
+
+    Lesson: notebooks/05_sampling.ipynb
     """
     for name, value in (("x0", x0), ("x_t", x_t)):
         if not isinstance(value, Tensor):

@@ -21,8 +21,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .runtime import save_atomic
 from .schedules import NoiseSchedule
-from .training import TrainConfig, load_checkpoint, save_atomic
+from .training import TrainConfig, load_checkpoint
 from .unet import UNet, UNetConfig
 
 __all__ = ["PRETRAINED", "RESULTS_DIR", "WEIGHTS_DIR", "Pretrained", "benchmark_results", "export_pretrained",

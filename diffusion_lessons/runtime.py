@@ -1,4 +1,4 @@
-"""Where the lessons run: the device, and the learner vs smoke budget.
+"""Where the lessons run: the device, the learner vs smoke budget, and files written atomically.
 
 Setting the environment variable ``DIFFUSION_LESSONS_BUDGET=smoke`` switches every
 notebook to its smallest budget (CI uses it for long lessons); the default is
@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 import platform
-from typing import TypeVar
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO, TypeVar
 
 import torch
 
-__all__ = ["budget", "cpu_name", "default_device", "is_smoke", "kernel_env"]
+__all__ = ["budget", "cpu_name", "default_device", "is_smoke", "kernel_env", "save_atomic", "write_atomic"]
 
 T = TypeVar("T")
 BUDGET_VARIABLE = "DIFFUSION_LESSONS_BUDGET"
@@ -69,3 +72,55 @@ def cpu_name() -> str:
             return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         return platform.processor() or platform.machine()
+
+
+def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
+    """``write(f)`` to a temporary file in the same folder, fsync, then ``os.replace`` it onto ``path``.
+
+    A crash or a kill mid-write leaves the previous file intact, never a half-written one.
+
+    Lesson: notebooks/04_training.ipynb
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the result is an ordinary file
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic on POSIX and Windows
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_folder(path.parent)  # the rename itself reaches the disk
+    return path
+
+
+def _fsync_folder(folder: Path) -> None:
+    """fsync a folder, so that a rename in it survives a power cut (POSIX; skipped where unsupported)."""
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse to fsync a folder
+    finally:
+        os.close(fd)
+
+
+def save_atomic(obj: object, path: str | Path) -> Path:
+    """``torch.save`` through ``write_atomic``: checkpoints, exported weights, the classifier.
+
+    Lesson: notebooks/04_training.ipynb
+    """
+    return write_atomic(path, lambda f: torch.save(obj, f))
+
+

@@ -19,13 +19,11 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import BinaryIO
 
 import torch
 import torch.distributed as dist
@@ -35,7 +33,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 
 from .noising import extract, q_sample
-from .runtime import default_device
+from .runtime import default_device, save_atomic
 from .schedules import NoiseSchedule
 
 __all__ = [
@@ -54,7 +52,10 @@ PREDICTIONS = ("eps", "v")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train. Frozen: a run's config is saved in its checkpoints and checked on resume."""
+    """How to train. Frozen: a run's config is saved in its checkpoints and checked on resume.
+
+    Lesson: notebooks/04_training.ipynb
+    """
 
     steps: int = 2000  # optimizer steps in total (a resumed run continues up to this)
     batch_size: int = 128  # images per step, over all processes together
@@ -237,12 +238,18 @@ def _check_labels(y: object, batch: int, null_label: object, name: str, allow_nu
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or exploded; the message says what to try."""
+    """The loss became NaN or exploded; the message says what to try.
+
+    Lesson: notebooks/04_training.ipynb
+    """
 
 
 @dataclass
 class TrainResult:
-    """What ``train`` returns: the trained model, its EMA copy and the loss history."""
+    """What ``train`` returns: the trained model, its EMA copy and the loss history.
+
+    Lesson: notebooks/04_training.ipynb
+    """
 
     model: nn.Module  # the raw weights after the last step (unwrapped from DDP / compile)
     ema: nn.Module  # the exponential moving average of the weights: usually the better sampler
@@ -254,7 +261,10 @@ class TrainResult:
 
 @dataclass
 class Checkpoint:
-    """The contents of a checkpoint file, as ``load_checkpoint`` returns them."""
+    """The contents of a checkpoint file, as ``load_checkpoint`` returns them.
+
+    Lesson: notebooks/04_training.ipynb
+    """
 
     model: dict  # state dict of the raw model
     ema: dict  # state dict of the EMA model (an AveragedModel's ``module``)
@@ -267,57 +277,12 @@ class Checkpoint:
     data_id: str | None = None  # what the run trains on, e.g. "mnist5k:train"; checked on resume
 
 
-def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
-    """``write(f)`` to a temporary file in the same folder, fsync, then ``os.replace`` it onto ``path``.
-
-    A crash or a kill mid-write leaves the previous file intact, never a half-written one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the result is an ordinary file
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic on POSIX and Windows
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_folder(path.parent)  # the rename itself reaches the disk
-    return path
-
-
-def _fsync_folder(folder: Path) -> None:
-    """fsync a folder, so that a rename in it survives a power cut (POSIX; skipped where unsupported)."""
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems refuse to fsync a folder
-    finally:
-        os.close(fd)
-
-
 def _remove_stale_tmp(path: Path) -> list[Path]:
     """Remove ``.checkpoint.pt.*.tmp`` files left by a write that was killed (see ``write_atomic``)."""
     stale = sorted(path.parent.glob(f".{path.name}.*.tmp"))
     for tmp in stale:
         tmp.unlink(missing_ok=True)
     return stale
-
-
-def save_atomic(obj: object, path: str | Path) -> Path:
-    """``torch.save`` through ``write_atomic``: checkpoints, exported weights, the classifier."""
-    return write_atomic(path, lambda f: torch.save(obj, f))
 
 
 def _checksum(obj: object) -> str:
@@ -346,7 +311,10 @@ def _checksum(obj: object) -> str:
 
 
 def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
-    """Write a checkpoint atomically (``save_atomic``), with a sha256 of its contents that loading verifies."""
+    """Write a checkpoint atomically (``save_atomic``), with a sha256 of its contents that loading verifies.
+
+    Lesson: notebooks/04_training.ipynb
+    """
     data = asdict(checkpoint)
     data["sha256"] = _checksum(data)
     save_atomic(data, path)
@@ -359,6 +327,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     not match, or it is empty or truncated) and ``ValueError("... is not a diffusion-lessons
     checkpoint ...")`` for another kind of file. Checkpoints written before checksums existed
     load with a warning.
+
+    Lesson: notebooks/04_training.ipynb
     """
     path = Path(path)
     if not path.is_file():

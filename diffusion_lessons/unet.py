@@ -99,7 +99,10 @@ def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> T
 
 @dataclass(frozen=True)
 class UNetConfig:
-    """The U-Net's shape. The defaults are the lesson's MNIST model (1.62M parameters)."""
+    """The U-Net's shape. The defaults are the lesson's MNIST model (1.62M parameters).
+
+    Lesson: notebooks/03_unet.ipynb
+    """
 
     in_channels: int = 1  # 1 for digits, 3 for RGB
     image_size: int = 28  # height = width; must halve len(channel_mults)-1 times
@@ -423,6 +426,8 @@ def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters; with ``trainable_only``, only those with ``requires_grad``.
 
     All of them by default, so that a frozen model (``pretrained()`` returns one) counts too.
+
+    Lesson: notebooks/03_unet.ipynb
     """
     if not isinstance(module, nn.Module):
         raise ValueError(f"module must be a torch.nn.Module, got {type(module).__name__}")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import diffusion_lessons as dl
-from diffusion_lessons import training
+from diffusion_lessons import runtime, training
 from diffusion_lessons.sampling import ddpm_sample
 from diffusion_lessons.training import (
     TrainConfig,
@@ -276,9 +276,9 @@ def test_write_atomic_fsyncs_the_file_and_then_its_folder(tmp_path, monkeypatch)
 
     synced = []
     real_fsync = os.fsync
-    monkeypatch.setattr(training.os, "fsync", lambda fd: (synced.append(stat.S_ISDIR(os.fstat(fd).st_mode)),
+    monkeypatch.setattr(runtime.os, "fsync", lambda fd: (synced.append(stat.S_ISDIR(os.fstat(fd).st_mode)),
                                                            real_fsync(fd)))
-    training.write_atomic(tmp_path / "out.bin", lambda f: f.write(b"data"))
+    runtime.write_atomic(tmp_path / "out.bin", lambda f: f.write(b"data"))
     assert (tmp_path / "out.bin").read_bytes() == b"data"
     if os.name == "posix":
         assert synced == [False, True]  # the file's bytes first, then the folder that holds the rename
