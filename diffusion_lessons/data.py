@@ -38,6 +38,7 @@ __all__ = [
     "IMAGE_DATASETS",
     "IMAGE_EXTENSIONS",
     "TOY_2D",
+    "check_images",
     "image_folder",
     "load_dataset",
     "mnist5k",
@@ -295,3 +296,48 @@ def load_dataset(name: str, **kwargs) -> Tensor | tuple[Tensor, Tensor]:
     if unknown:
         raise ValueError(f"load_dataset({name!r}) takes the keyword arguments {takes}, got {unknown}")
     return toy_2d(name, **kwargs) if name in TOY_2D else loader(**kwargs)
+
+
+def check_images(images: Tensor, name: str = "images", shape: tuple[int, int, int] | None = None,
+                 value_limit: float | None = None) -> Tensor:
+    """Raise a ValueError naming ``name`` unless ``images`` is a batch of images; return it.
+
+    The batch is (N, C, H, W) with C = 1 or 3, or exactly (N, *shape) when ``shape`` = (C, H, W)
+    is given. With ``value_limit`` the images must also be floating point, non-empty, finite and
+    within ±value_limit of the course's [-1, 1] (a little slack for float error, or for a sampler's
+    overshoot); a batch with no value below 0 warns (images scaled to [0, 1]?).
+    Plots check the shape only; the metrics and the VAE check everything.
+
+    Lesson: notebooks/01_markov_noising.ipynb
+    """
+    want = f"(N, {', '.join(map(str, shape))})" if shape is not None else "(N, 1 or 3, H, W)"
+    if not isinstance(images, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor of shape {want}, got {type(images).__name__}")
+    if value_limit is not None and not images.is_floating_point():
+        hint = " (images in [0, 255] become x.float() / 127.5 - 1)" if images.dtype == torch.uint8 else ""
+        raise ValueError(f"{name} must be a float tensor (floating point) in [-1, 1], got dtype {images.dtype}{hint}")
+    ok = images.ndim == 4 and (tuple(images.shape[1:]) == shape if shape is not None else images.shape[1] in (1, 3))
+    if not ok:
+        hint = ""
+        if shape is not None and images.ndim == 3 and tuple(images.shape[1:]) == shape[1:]:
+            hint = " (add the channel axis: x.unsqueeze(1))"
+        elif shape is not None and images.ndim == 4 and images.shape[1] == 3 and shape[0] == 1:
+            hint = " (grayscale digits: one channel)"
+        raise ValueError(f"{name} must have shape {want}, got {tuple(images.shape)}{hint}")
+    if value_limit is None:
+        return images
+    if images.shape[0] == 0:
+        raise ValueError(f"{name} is empty: it has shape {tuple(images.shape)}")
+    finite = torch.isfinite(images)
+    if not finite.all():
+        bad = int((~finite).flatten(1).any(1).sum())
+        raise ValueError(f"{name} has NaN or infinite values in {bad} of its {images.shape[0]} images")
+    lo, hi = (float(v) for v in torch.aminmax(images))
+    if lo < -value_limit or hi > value_limit:
+        hint = " (images in [0, 255] become x / 127.5 - 1)" if hi > 2 and lo >= 0 else " (clamp with x.clamp(-1, 1))"
+        raise ValueError(f"{name} must lie in [-1, 1] like dl.mnist5k's images, "
+                         f"got values in [{lo:.3g}, {hi:.3g}]{hint}")
+    if lo >= 0:
+        warnings.warn(f"{name} has no value below 0, but images in [-1, 1] have a background of -1: "
+                      "were they scaled to [0, 1]? (x * 2 - 1 maps [0, 1] to [-1, 1])", stacklevel=3)
+    return images

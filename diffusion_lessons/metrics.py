@@ -64,7 +64,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .data import mnist5k
+from .data import check_images, mnist5k
 from .runtime import cpu_name, save_atomic
 
 __all__ = [
@@ -144,34 +144,8 @@ def classifier(device: str | torch.device = "cpu") -> MnistClassifier:
 
 # ----------------------------------------------------------------------------- input checks
 def _check_images(images: Tensor, name: str) -> Tensor:
-    """Raise a ValueError naming ``name`` unless ``images`` is a float tensor (N, 1, 28, 28) in [-1, 1]."""
-    if not isinstance(images, Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor of shape (N, 1, 28, 28), got {type(images).__name__}")
-    if not images.is_floating_point():
-        hint = " (images in [0, 255] become x.float() / 127.5 - 1)" if images.dtype == torch.uint8 else ""
-        raise ValueError(f"{name} must be a float tensor in [-1, 1], got dtype {images.dtype}{hint}")
-    if images.ndim != 4 or tuple(images.shape[1:]) != IMAGE_SHAPE:
-        hint = ""
-        if images.ndim == 3 and tuple(images.shape[1:]) == IMAGE_SHAPE[1:]:
-            hint = " (add the channel axis: x.unsqueeze(1))"
-        elif images.ndim == 4 and images.shape[1] == 3:
-            hint = " (the classifier reads grayscale digits: one channel)"
-        raise ValueError(f"{name} must have shape (N, 1, 28, 28), got {tuple(images.shape)}{hint}")
-    if images.shape[0] == 0:
-        raise ValueError(f"{name} is empty: it has shape {tuple(images.shape)}")
-    finite = torch.isfinite(images)
-    if not finite.all():
-        bad = int((~finite).flatten(1).any(1).sum())
-        raise ValueError(f"{name} has NaN or infinite values in {bad} of its {images.shape[0]} images")
-    lo, hi = (float(v) for v in torch.aminmax(images))
-    if lo < -VALUE_LIMIT or hi > VALUE_LIMIT:
-        hint = " (images in [0, 255] become x / 127.5 - 1)" if hi > 2 and lo >= 0 else " (clamp with x.clamp(-1, 1))"
-        raise ValueError(f"{name} must be in [-1, 1] like dl.mnist5k's images, "
-                         f"got values in [{lo:.3g}, {hi:.3g}]{hint}")
-    if lo >= 0:
-        warnings.warn(f"{name} has no value below 0, but MNIST digits in [-1, 1] have a background of -1: "
-                      "were they scaled to [0, 1]? (x * 2 - 1 maps [0, 1] to [-1, 1])", stacklevel=3)
-    return images
+    """``data.check_images`` for the classifier's input: float (N, 1, 28, 28), finite, in [-1, 1]."""
+    return check_images(images, name, shape=IMAGE_SHAPE, value_limit=VALUE_LIMIT)
 
 
 def _check_batch_size(batch_size: int) -> None:

@@ -25,11 +25,16 @@ from torch import Tensor
 
 from .schedules import NoiseSchedule
 
-__all__ = ["extract", "markov_chain", "markov_step", "q_posterior", "q_sample"]
+__all__ = ["as_timesteps", "check_noise", "extract", "markov_chain", "markov_step", "q_posterior", "q_sample"]
 
 
-def _as_timesteps(t: int | Tensor, x: Tensor, s: NoiseSchedule, name: str = "t") -> Tensor:
-    """Validate ``t`` against x and the schedule; return a LongTensor (B,) on x's device."""
+def as_timesteps(t: int | Tensor, x: Tensor, s: NoiseSchedule, name: str = "t") -> Tensor:
+    """Validate ``t`` against x and the schedule; return a LongTensor (B,) on x's device.
+
+    Every function of the forward and reverse process takes its ``t`` through this.
+
+    Lesson: notebooks/01_markov_noising.ipynb
+    """
     if not isinstance(s, NoiseSchedule):
         raise ValueError(f"s must be a NoiseSchedule, got {type(s).__name__}")
     if not isinstance(x, Tensor):
@@ -67,7 +72,7 @@ def _as_timesteps(t: int | Tensor, x: Tensor, s: NoiseSchedule, name: str = "t")
 
 
 def _check_data(x: Tensor, name: str) -> None:
-    """Refuse a data tensor that is not real floating point (after ``_as_timesteps`` checked it is a tensor).
+    """Refuse a data tensor that is not real floating point (after ``as_timesteps`` checked it is a tensor).
 
     An integer x would make ``extract`` cast √ᾱ_t to that integer dtype, i.e. to 0: the signal
     would silently vanish. bool and complex x are as meaningless here.
@@ -84,8 +89,11 @@ def _check_generator(generator: torch.Generator | None) -> None:
         raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
 
 
-def _check_noise(noise: Tensor | None, x: Tensor, generator: torch.Generator | None) -> Tensor:
-    """The given noise, checked against x (shape, dtype, device), or fresh N(0, I) noise drawn like x."""
+def check_noise(noise: Tensor | None, x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """The given noise, checked against x (shape, dtype, device), or fresh N(0, I) noise drawn like x.
+
+    Lesson: notebooks/01_markov_noising.ipynb
+    """
     _check_generator(generator)
     if noise is None:
         return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
@@ -124,9 +132,9 @@ def markov_step(
 
     Lesson: notebooks/01_markov_noising.ipynb
     """
-    t = _as_timesteps(t, x_prev, s)
+    t = as_timesteps(t, x_prev, s)
     _check_data(x_prev, "x_prev")
-    noise = _check_noise(noise, x_prev, generator)
+    noise = check_noise(noise, x_prev, generator)
     beta_t = extract(s.betas, t, x_prev.shape, x_prev)  # β_t, (B, 1, ...)
     return (1.0 - beta_t).sqrt() * x_prev + beta_t.sqrt() * noise
 
@@ -144,9 +152,9 @@ def q_sample(
 
     Lesson: notebooks/01_markov_noising.ipynb
     """
-    t = _as_timesteps(t, x0, s)
+    t = as_timesteps(t, x0, s)
     _check_data(x0, "x0")
-    noise = _check_noise(noise, x0, generator)
+    noise = check_noise(noise, x0, generator)
     alpha_bar_t = extract(s.alpha_bars, t, x0.shape, x0)  # ᾱ_t, (B, 1, ...)
     return alpha_bar_t.sqrt() * x0 + (1.0 - alpha_bar_t).sqrt() * noise
 
@@ -167,7 +175,7 @@ def q_posterior(x0: Tensor, x_t: Tensor, t: int | Tensor, s: NoiseSchedule) -> t
             raise ValueError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
     if x0.shape != x_t.shape:
         raise ValueError(f"x0 and x_t must have the same shape, got {tuple(x0.shape)} and {tuple(x_t.shape)}")
-    t = _as_timesteps(t, x_t, s)
+    t = as_timesteps(t, x_t, s)
     _check_data(x0, "x0")
     _check_data(x_t, "x_t")
     if x0.device != x_t.device:
@@ -194,7 +202,7 @@ def markov_chain(
     Lesson: notebooks/01_markov_noising.ipynb
     """
     t_end = s.T - 1 if t_end is None else t_end
-    _as_timesteps(t_end, x0, s, name="t_end")
+    as_timesteps(t_end, x0, s, name="t_end")
     if isinstance(t_end, Tensor) and t_end.ndim != 0:  # one chain, one end: every example stops at the same step
         raise ValueError(f"t_end must be an int (one step for the whole batch), got shape {tuple(t_end.shape)}")
     _check_data(x0, "x0")

@@ -21,6 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from .data import check_images
 from .noising import q_sample
 from .schedules import NoiseSchedule
 
@@ -49,6 +50,7 @@ _display_figures_as_png()
 __all__ = [
     "cloud_panels",
     "compare_histograms",
+    "draw_cloud",
     "image_grid",
     "noising_clouds",
     "noising_strip",
@@ -77,13 +79,6 @@ def show_image(ax: Axes, image: Tensor, title: str | None = None) -> None:
         ax.set_title(title, fontsize=9)
 
 
-def _check_images(images: Tensor, name: str = "images") -> Tensor:
-    if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] not in (1, 3):
-        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-        raise ValueError(f"{name} must be a tensor of shape (N, 1 or 3, H, W), got {shape}")
-    return images
-
-
 def image_grid(
     images: Tensor,
     ncols: int = 8,
@@ -98,7 +93,7 @@ def image_grid(
 
     Lesson: notebooks/01_markov_noising.ipynb
     """
-    images = _check_images(images)
+    images = check_images(images)
     n = images.shape[0]
     ncols = min(ncols, n)
     nrows = math.ceil(n / ncols)
@@ -139,7 +134,7 @@ def noising_strip(
     Lesson: notebooks/01_markov_noising.ipynb
     """
     x0 = x0.unsqueeze(0) if x0.ndim == 3 else x0
-    x0 = _check_images(x0, "x0")
+    x0 = check_images(x0, "x0")
     if noise is None:
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
     columns = [q_sample(x0, t, s, noise) for t in ts]  # each (B, C, H, W)
@@ -148,7 +143,11 @@ def noising_strip(
     return image_grid(grid, ncols=len(ts), title=title, col_labels=_labels_for(ts, s), row_labels=row_labels)
 
 
-def _draw_cloud(ax: Axes, points: Tensor, title: str, lim: float, color: str = "C0") -> None:
+def draw_cloud(ax: Axes, points: Tensor, title: str, lim: float, color: str = "C0") -> None:
+    """Points (N, 2) as a scatter on ``ax``, in a square window of half-width ``lim``.
+
+    Lesson: notebooks/01_markov_noising.ipynb
+    """
     p = points.detach().float().cpu()
     ax.scatter(p[:, 0], p[:, 1], s=3, alpha=0.5, color=color)
     ax.set_xlim(-lim, lim)
@@ -197,7 +196,7 @@ def cloud_panels(clouds: Mapping[str, Tensor], title: str, lim: float = 3.0, rin
     axes = fig.subplots(1, len(clouds), squeeze=False)[0]
     circle = np.linspace(0, 2 * np.pi, 200)
     for ax, (name, points) in zip(axes, clouds.items(), strict=True):
-        _draw_cloud(ax, points, name, lim)
+        draw_cloud(ax, points, name, lim)
         if ring:
             ax.plot(2 * np.cos(circle), 2 * np.sin(circle), "k--", lw=0.8)
     axes[0].set_ylabel("$x_2$")

@@ -49,7 +49,7 @@ from numbers import Integral, Real
 import torch
 from torch import Tensor, nn
 
-from .noising import _as_timesteps, _check_noise, extract, q_posterior
+from .noising import as_timesteps, check_noise, extract, q_posterior
 from .schedules import NoiseSchedule
 
 __all__ = [
@@ -169,7 +169,7 @@ def predict_x0(eps: Tensor, t: int | Tensor, x_t: Tensor, s: NoiseSchedule) -> T
 
     Lesson: notebooks/04_training.ipynb
     """
-    t = _as_timesteps(t, x_t, s)
+    t = as_timesteps(t, x_t, s)
     _check_eps(eps, x_t)
     alpha_bar_t = extract(s.alpha_bars, t, x_t.shape, x_t)  # ᾱ_t
     return (x_t - (1 - alpha_bar_t).sqrt() * eps) / alpha_bar_t.sqrt()
@@ -200,10 +200,10 @@ def ddpm_step(
         raise ValueError(f"clip_x0 must be True or False, got {clip_x0!r}")
     _check_tensor(x_t, "x_t")
     _check_eps(eps, x_t)
-    t = _as_timesteps(t, x_t, s)
+    t = as_timesteps(t, x_t, s)
     if noise is None:
         _check_generator(generator, x_t)
-    noise = _check_noise(noise, x_t, generator)  # z
+    noise = check_noise(noise, x_t, generator)  # z
     if clip_x0:  # μ̃_t(x_t, x̂_0), eq. (7), with x̂_0 clipped to the data's range
         mean, _ = q_posterior(predict_x0(eps, t, x_t, s).clamp(-1, 1), x_t, t, s)
     else:  # μ_θ(x_t, t), eq. (11)
@@ -335,7 +335,7 @@ def ddim_step(
     # eq. (12): "predicted x_0", then "the direction pointing to x_t"
     x_prev = alpha_bar_prev.sqrt() * x0_hat + (1 - alpha_bar_prev - sigma_t**2).clamp(min=0).sqrt() * eps
     if eta > 0 and t_prev >= 0:  # then "random noise"
-        x_prev = x_prev + sigma_t * _check_noise(noise, x_t, generator)
+        x_prev = x_prev + sigma_t * check_noise(noise, x_t, generator)
     return x_prev
 
 

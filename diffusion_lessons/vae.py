@@ -51,6 +51,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from .data import check_images
+
 __all__ = [
     "VAE",
     "VAEConfig",
@@ -96,17 +98,6 @@ class VAEConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if not self.beta >= 0:
             raise ValueError(f"beta must be >= 0, got {self.beta}")
-
-
-def _check_images(x: Tensor, name: str = "images") -> None:
-    if not isinstance(x, Tensor) or x.ndim != 4 or tuple(x.shape[1:]) != IMAGE_SHAPE:
-        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise ValueError(f"{name} must be a tensor of shape (N, 1, 28, 28), got {shape}")
-    if not x.is_floating_point():
-        raise ValueError(f"{name} must be floating point in [-1, 1], got dtype {x.dtype}")
-    if x.numel() and (x.min() < -1 - 1e-4 or x.max() > 1 + 1e-4):
-        raise ValueError(f"{name} must lie in [-1, 1] (as dl.mnist5k gives them), "
-                         f"got values in [{x.min().item():.3g}, {x.max().item():.3g}]")
 
 
 class VAE(nn.Module):
@@ -204,7 +195,7 @@ class VAE(nn.Module):
     @torch.no_grad()
     def reconstruct(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """The decoder's mean for the encoder's mean code: x (B, 1, 28, 28) → x̂ (B, 1, 28, 28) in [-1, 1]."""
-        _check_images(x, "x")
+        check_images(x, "x", shape=IMAGE_SHAPE, value_limit=1 + 1e-4)
         return self.decode(self.encode(x, y)[0], y)
 
 
@@ -277,7 +268,7 @@ def train_vae(
     config = config or VAEConfig()
     if not isinstance(config, VAEConfig):
         raise ValueError(f"config must be a VAEConfig, got {type(config).__name__}")
-    _check_images(images)
+    check_images(images, "images", shape=IMAGE_SHAPE, value_limit=1 + 1e-4)
     if config.num_classes is None and labels is not None:
         raise ValueError("labels were given but config.num_classes is None: set VAEConfig(num_classes=10) "
                          "for a class-conditional VAE, or leave the labels out")

@@ -10,8 +10,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .data import check_images
 from .noising import q_sample
-from .plotting import _check_images, _draw_cloud, image_grid
+from .plotting import draw_cloud, image_grid
 from .schedules import NoiseSchedule
 
 __all__ = ["noising_slider"]
@@ -31,7 +32,7 @@ def noising_slider(x0: Tensor, s: NoiseSchedule, t: int = 0, seed: int = 0, ncol
 
     points = x0.ndim == 2 and x0.shape[1] == 2
     if not points:
-        x0 = _check_images(x0.unsqueeze(0) if x0.ndim == 3 else x0, "x0")
+        x0 = check_images(x0.unsqueeze(0) if x0.ndim == 3 else x0, "x0")
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed), dtype=x0.dtype)
 
     def draw(t: int) -> None:
@@ -41,7 +42,7 @@ def noising_slider(x0: Tensor, s: NoiseSchedule, t: int = 0, seed: int = 0, ncol
             from matplotlib.figure import Figure
 
             fig = Figure(figsize=(3.6, 3.6), layout="constrained")
-            _draw_cloud(fig.subplots(), x_t, caption, lim=3.0)
+            draw_cloud(fig.subplots(), x_t, caption, lim=3.0)
         else:
             fig = image_grid(x_t, ncols=ncols, title=caption)
         display(fig)

@@ -86,7 +86,7 @@ GOOD = torch.zeros(4, 1, 28, 28) - 1.0
     (torch.zeros(4, 3, 28, 28), "images must have shape"),
     (torch.zeros(4, 1, 32, 32), "images must have shape"),
     (torch.zeros(0, 1, 28, 28), "images is empty"),
-    (torch.full((4, 1, 28, 28), 255.0), r"images must be in \[-1, 1\].*127.5"),
+    (torch.full((4, 1, 28, 28), 255.0), r"images must lie in \[-1, 1\].*127.5"),
     (torch.full((4, 1, 28, 28), float("nan")), "images has NaN"),
     (GOOD.numpy(), "images must be a torch.Tensor"),
 ])
@@ -102,7 +102,7 @@ def test_bad_arguments_are_named():
         metrics.frechet_distance(GOOD[:1], GOOD)
     with pytest.raises(ValueError, match="fake must have shape"):
         metrics.frechet_distance(GOOD, GOOD[:, 0])
-    with pytest.raises(ValueError, match=r"fake must be in \[-1, 1\]"):
+    with pytest.raises(ValueError, match=r"fake must lie in \[-1, 1\]"):
         metrics.frechet_distance(GOOD, GOOD + 255)
     with pytest.raises(ValueError, match=r"labels must have shape \(4,\)"):
         metrics.label_agreement(GOOD, torch.zeros(3, dtype=torch.long))

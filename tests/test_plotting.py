@@ -65,7 +65,7 @@ def test_schedule_curves_one_line_per_schedule():
 
 
 def test_bad_input():
-    with pytest.raises(ValueError, match=r"images must be a tensor of shape \(N, 1 or 3, H, W\)"):
+    with pytest.raises(ValueError, match=r"images must have shape \(N, 1 or 3, H, W\)"):
         plotting.image_grid(torch.zeros(4, 2, 8, 8))
     with pytest.raises(ValueError, match=r"points must have shape \(N, 2\)"):
         plotting.noising_clouds(torch.zeros(5, 3), S, [0])

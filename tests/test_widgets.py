@@ -28,5 +28,5 @@ def test_slider_spans_every_step_and_redraws(x0, monkeypatch):
 
 
 def test_slider_rejects_non_images():
-    with pytest.raises(ValueError, match="x0 must be a tensor of shape"):
+    with pytest.raises(ValueError, match="x0 must have shape"):
         noising_slider(torch.zeros(4, 5), S)
