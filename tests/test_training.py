@@ -291,3 +291,43 @@ def test_checkpoint_stores_a_checksum_and_the_data_id(tmp_path):
     raw = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert len(raw["sha256"]) == 64 and raw["data_id"] == "moons:64"
     assert load_checkpoint(tmp_path / "checkpoint.pt").data_id == "moons:64"
+
+
+class _LabelSpy(torch.nn.Module):
+    """A class-conditional stand-in: records the labels it is trained with."""
+
+    null_label = 10  # the "no label" class of a 10-class model
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x, t, y=None):
+        self.seen.append(y.detach().clone())
+        return x * self.w
+
+
+@pytest.mark.parametrize("p_uncond", [0.0, 0.3])
+def test_label_dropout_replaces_a_share_p_uncond_of_the_labels(p_uncond):
+    data = torch.rand(256, 1, 4, 4) * 2 - 1
+    labels = torch.arange(256) % 10
+    spy = _LabelSpy()
+    train(spy, data, TrainConfig(steps=40, batch_size=64, p_uncond=p_uncond, log_every=10), labels=labels,
+          progress=False)
+    seen = torch.cat(spy.seen)  # (40 · 64,)
+    dropped = (seen == spy.null_label).float().mean().item()
+    assert abs(dropped - p_uncond) < 0.03, dropped  # 2560 draws: the share's std is under 0.01
+    assert ((seen >= 0) & (seen <= 9) | (seen == spy.null_label)).all()  # kept labels are real classes
+    assert len(seen.unique()) == (10 if p_uncond == 0 else 11)
+
+
+def test_warmup_ramps_the_learning_rate_linearly(tmp_path):
+    assert [training._lr_factor(step, 4) for step in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert training._lr_factor(0, 0) == 1.0  # no warm-up: the full rate from the first step
+    for steps, expected in [(2, 2e-3 * 2 / 5), (7, 2e-3)]:  # the rate of the last step, saved with the optimizer
+        out = tmp_path / f"run{steps}"
+        train(MLPDenoiser(hidden=16, depth=1), dl.toy_2d("moons", n=64),
+              TrainConfig(steps=steps, batch_size=16, lr=2e-3, warmup_steps=5), out_dir=out, progress=False)
+        lr = load_checkpoint(out / "checkpoint.pt").optimizer["param_groups"][0]["lr"]
+        assert math.isclose(lr, expected, rel_tol=1e-9), (steps, lr)
