@@ -7,11 +7,12 @@ The objective (Ho et al. 2020, Algorithm 1): draw x_0 from the data, t uniformly
 With ``prediction="v"`` the network predicts v = √ᾱ_t ε - √(1-ᾱ_t) x_0 instead
 (Salimans & Ho 2022), which behaves better at the ends of the schedule.
 
-Everything about GPUs lives in this module, in ``_setup_device`` and ``train``:
-bf16 autocast, channels_last, torch.compile, fused AdamW, pinned memory with
-non-blocking copies, and no host-device synchronisation inside the inner loop (the
-losses are gathered on the device and read every ``log_every`` steps). Several GPUs
-or machines work through ``torchrun`` and DistributedDataParallel.
+Everything about GPUs lives in this module: the device in ``_setup_device``, and the
+settings in one block of ``train``: bf16 autocast, channels_last, torch.compile, fused
+AdamW, pinned memory (with non-blocking copies in ``_batches``). There is no host-device
+synchronisation inside the inner loop: ``_LossLog`` keeps the losses on the device and
+reads them every ``log_every`` steps. Several GPUs or machines work through ``torchrun``
+and DistributedDataParallel.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -442,16 +443,16 @@ def _warn_no_labels(null_label: int, stacklevel: int = 4) -> None:
                   stacklevel=stacklevel)
 
 
-def _check_first_batch(batch: object, null_label: int | None) -> None:
+def _check_first_batch(batch: object, null_label: int | None, stacklevel: int) -> None:
     """A Dataset's first batch: (x,) or (x, y) with float x and, for a conditional model, integer labels y."""
     if not isinstance(batch, (list, tuple)):
         raise ValueError(f"the Dataset must yield tuples (x,) or (x, y), got batches of {type(batch).__name__}")
     _check_data_tensor(batch[0], "the Dataset's x")
-    _warn_if_out_of_range(batch[0], "the Dataset's x", stacklevel=4)
+    _warn_if_out_of_range(batch[0], "the Dataset's x", stacklevel=stacklevel)
     if len(batch) > 1:
         _check_labels(batch[1], batch[0].shape[0], null_label, "the Dataset's labels y")
     elif null_label is not None:
-        _warn_no_labels(null_label, stacklevel=4)
+        _warn_no_labels(null_label, stacklevel=stacklevel)
 
 
 def _lr_factor(step: int, warmup: int) -> float:
@@ -482,35 +483,16 @@ def train(
 
     Lesson: notebooks/04_training.ipynb
     """
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if config is None:
-        config = TrainConfig()
-    if not isinstance(config, TrainConfig):
-        raise ValueError(f"config must be a TrainConfig or None, got {type(config).__name__}")
-    for name, value in (("resume", resume), ("progress", progress)):
-        if not isinstance(value, bool):
-            raise ValueError(f"{name} must be True or False, got {value!r}")
-    if callback is not None and not callable(callback):
-        raise ValueError(f"callback must be a function of one dict, or None, got {type(callback).__name__}")
-    if data_id is not None and not isinstance(data_id, str):
-        raise ValueError(f"data_id must be a string such as 'mnist5k:train', or None, got {type(data_id).__name__}")
-    if out_dir is not None and not isinstance(out_dir, (str, os.PathLike)):
-        raise ValueError(f"out_dir must be a path (str or Path) or None, got {type(out_dir).__name__}")
+    config = _check_train_arguments(model, config, resume, progress, callback, data_id, out_dir)
     null_label = getattr(model, "null_label", None)  # the "no label" class = num_classes; None: unconditional
-    dataset = _as_dataset(data, labels, null_label)
-    ckpt_path = Path(out_dir) / "checkpoint.pt" if out_dir is not None else None
-    if ckpt_path is not None and ckpt_path.parent.exists() and not ckpt_path.parent.is_dir():
-        raise ValueError(f"out_dir must be a folder, but {ckpt_path.parent} is a file")
-    if resume and (ckpt_path is None or not ckpt_path.is_file()):
-        raise FileNotFoundError(f"resume=True but there is no checkpoint at {ckpt_path}")
+    dataset = _as_dataset(data, labels, null_label)  # a tensor is checked whole here, a Dataset by its first batch
+    ckpt_path = _checkpoint_path(out_dir, resume)
     device, rank, world, distributed = _setup_device(config)
     if config.batch_size % world:
         raise ValueError(f"batch_size ({config.batch_size}) must be divisible by the number of processes ({world})")
     if len(dataset) < config.batch_size:
         raise ValueError(f"the data set has {len(dataset)} examples, fewer than one batch ({config.batch_size})")
     s = config.noise_schedule().to(device)  # the tables live on the device: no per-step copies
-    conditional = null_label is not None
     if ckpt_path is not None and rank == 0:
         _remove_stale_tmp(ckpt_path)  # left by a write that was killed: never a checkpoint
 
@@ -532,6 +514,7 @@ def train(
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if on_cuda else None)
     if config.compile:
         net = torch.compile(net)
+    pin_memory = on_cuda  # page-locked host batches: the copies to the GPU overlap compute
 
     # --- state: fresh, or restored from a checkpoint ---------------------------------
     gen = torch.Generator(device=device)  # t, ε and label dropout: one stream, the same on every rank
@@ -539,138 +522,234 @@ def train(
     torch.manual_seed(config.seed + rank)  # dropout
     step, losses = 0, []
     if resume:
-        ckpt = load_checkpoint(ckpt_path)
-        _check_resume(ckpt, config, model, ckpt_path, data_id)
-        data_id = data_id if data_id is not None else ckpt.data_id
-        model.load_state_dict(ckpt.model)
-        ema.module.load_state_dict(ckpt.ema)
-        ema.n_averaged.fill_(max(ckpt.step, 1))
-        optimizer.load_state_dict(ckpt.optimizer)
-        step, losses = ckpt.step, list(ckpt.losses)
-        gen.set_state(ckpt.rng["generator"])
-        torch.set_rng_state(ckpt.rng["torch"])
-        if on_cuda and ckpt.rng.get("cuda") is not None:
-            torch.cuda.set_rng_state(ckpt.rng["cuda"])
+        step, losses, data_id = _resume_run(ckpt_path, config, model, ema, optimizer, gen, data_id)
+    batches = _batches(_loader(dataset, config, rank, world, pin_memory), step, device, memory_format,
+                       null_label, check_first=not isinstance(data, Tensor))
+    log = _LossLog(config, device, rank, world, step, losses, progress, callback, model, ema.module)
 
-    def checkpoint(unlogged: list[float]) -> None:  # unlogged: the losses since the last log, not yet in losses
-        if ckpt_path is None or rank != 0:
-            return
-        save_checkpoint(ckpt_path, Checkpoint(
-            model={k: v.detach().cpu() for k, v in model.state_dict().items()},
-            ema={k: v.detach().cpu() for k, v in ema.module.state_dict().items()},
-            optimizer=optimizer.state_dict(), step=step, losses=losses + unlogged,
-            train_config=asdict(config), model_config=_model_config(model),
-            rng={"generator": gen.get_state(), "torch": torch.get_rng_state(),
-                 "cuda": torch.cuda.get_rng_state() if on_cuda else None},
-            data_id=data_id,
-        ))
-
-    # --- data: each rank sees its share of every global batch --------------------------
-    local_batch = config.batch_size // world
-    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=config.seed)
-    loader = DataLoader(dataset, batch_size=local_batch, sampler=sampler, drop_last=True,
-                        num_workers=config.num_workers, pin_memory=on_cuda,
-                        persistent_workers=config.num_workers > 0,
-                        generator=torch.Generator())  # its own seed stream: dropout's RNG stays untouched
-    batches_per_epoch = len(loader)
-
-    def batches():
-        epoch, skip = divmod(step, batches_per_epoch)
-        while True:
-            sampler.set_epoch(epoch)  # a new shuffle every epoch, the same on every rank
-            for i, batch in enumerate(loader):
-                if i >= skip:
-                    yield batch
-            epoch, skip = epoch + 1, 0
-
-    def local_slice(x: Tensor) -> Tensor:  # this rank's rows of a tensor drawn for the global batch
-        return x[rank::world] if distributed else x
-
-    # --- the loop ---------------------------------------------------------------------
-    bar = None
-    if progress and rank == 0:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=config.steps, initial=step, desc="training", unit="step", dynamic_ncols=True)
+    # --- the loop: Ho et al. 2020, Algorithm 1 ------------------------------------------
     net.train()
-    pending = torch.zeros(config.log_every, device=device)  # losses waiting to be read back
-    n_pending, timed_images, timed_seconds, first_images, first_seconds = 0, 0, 0.0, 0, 0.0
-    block_start, first_block = time.perf_counter(), True
-    data_iter = batches()
-    first_batch = True
-    while step < config.steps:
-        batch = next(data_iter)
-        if first_batch:  # a tensor was checked whole above; a Dataset's items are checked here, once
-            if not isinstance(data, Tensor):
-                _check_first_batch(batch, null_label)
-            first_batch = False
-        x0 = batch[0].to(device, non_blocking=True)  # from pinned memory: the copy overlaps compute
-        images = x0.ndim == 4
-        if images:
-            x0 = x0.contiguous(memory_format=memory_format)
-        B = config.batch_size
-        # Draw t, ε and the label dropout for the global batch, take this rank's rows: the
-        # result does not depend on how the batch is split across processes.
-        t = local_slice(torch.randint(0, s.T, (B,), device=device, generator=gen))
-        noise = local_slice(torch.randn((B, *x0.shape[1:]), device=device, generator=gen))
-        if images:
-            noise = noise.contiguous(memory_format=memory_format)
-        y = None
-        if conditional:
-            drop = local_slice(torch.rand(B, device=device, generator=gen) < config.p_uncond)
-            if len(batch) > 1:
-                y = batch[1].to(device, non_blocking=True).long()
-                y = torch.where(drop, torch.full_like(y, model.null_label), y)
-        for group in optimizer.param_groups:
+    while step < config.steps:  # repeat
+        x0, y = next(batches)  # x_0 ~ q(x_0): this rank's rows of the global batch, with labels y or None
+        # t ~ Uniform({0, ..., T-1}), ε ~ N(0, I), and p_uncond of the labels replaced by "no label"
+        t, noise, y = _draw_t_noise_labels(config, x0, y, null_label, gen, rank, world, memory_format)
+        for group in optimizer.param_groups:  # linear warm-up of the learning rate
             group["lr"] = config.lr * _lr_factor(step, config.warmup_steps)
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
-            loss = _diffusion_loss(net, x0, s, t, noise, y, config.prediction, None)  # data checked above
-        optimizer.zero_grad(set_to_none=True)
+            # ‖ε - ε_θ(√ᾱ_t x_0 + √(1-ᾱ_t) ε, t)‖² (or v's); the data was checked before the loop
+            loss = _diffusion_loss(net, x0, s, t, noise, y, config.prediction, None)
+        optimizer.zero_grad(set_to_none=True)  # take a gradient descent step on ∇_θ of the loss
         loss.backward()
         if config.grad_clip > 0:
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
-        ema.update_parameters(model)
-        pending[n_pending] = loss.detach()
-        n_pending += 1
+        ema.update_parameters(model)  # the weights' moving average, the usual sampler
         step += 1
-
-        if n_pending == config.log_every or step == config.steps:
-            values = pending[:n_pending]
-            if distributed:
-                dist.all_reduce(values, op=dist.ReduceOp.AVG)  # the loss of the global batch
-            values = values.tolist()  # the one host-device sync, every log_every steps
-            losses.extend(values)
-            elapsed = time.perf_counter() - block_start
-            if first_block:  # the first block pays for compilation and warm-up: timed only if it is the only one
-                first_images, first_seconds = n_pending * B, elapsed
-            else:
-                timed_images += n_pending * B
-                timed_seconds += elapsed
-            rate = n_pending * B / elapsed
-            first_block, n_pending, block_start = False, 0, time.perf_counter()
-            _check_divergence(values, step, config)
-            if bar is not None:
-                bar.update(len(values))
-                bar.set_postfix(loss=f"{sum(values) / len(values):.4f}", img_s=f"{rate:.0f}")
-            if callback is not None and rank == 0:
-                callback({"step": step, "loss": sum(values) / len(values), "model": model, "ema": ema.module})
+        log.record(loss, step)  # read back every log_every steps: progress bar, divergence check, callback
         if ckpt_path is not None and (step % config.checkpoint_every == 0 or step == config.steps):
-            unlogged = pending[:n_pending]
-            if distributed and n_pending:
-                unlogged = unlogged.clone()
-                dist.all_reduce(unlogged, op=dist.ReduceOp.AVG)  # every rank takes part, as in the log
-            checkpoint(unlogged.tolist())
+            losses_so_far = log.so_far()  # every rank takes part (the unlogged losses are averaged over ranks)
+            if rank == 0:
+                _save_run(ckpt_path, config, model, ema, optimizer, gen, step, losses_so_far, data_id)
 
-    if bar is not None:
-        bar.close()
+    images_per_second = log.close()
     if distributed:
         dist.barrier()
-    if timed_seconds == 0:  # one block in all (a short run): its rate, warm-up included
-        timed_images, timed_seconds = first_images, first_seconds
-    rate = timed_images / timed_seconds if timed_seconds > 0 else float("nan")
-    return TrainResult(model=model, ema=ema.module, losses=losses, steps=step, images_per_second=rate,
-                       config=config)
+    return TrainResult(model=model, ema=ema.module, losses=log.losses, steps=step,
+                       images_per_second=images_per_second, config=config)
+
+
+def _check_train_arguments(model: object, config: object, resume: object, progress: object, callback: object,
+                           data_id: object, out_dir: object) -> TrainConfig:
+    """``train``'s arguments other than the data, checked before any work; returns the config (None: the default)."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if config is None:
+        config = TrainConfig()
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"config must be a TrainConfig or None, got {type(config).__name__}")
+    for name, value in (("resume", resume), ("progress", progress)):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be True or False, got {value!r}")
+    if callback is not None and not callable(callback):
+        raise ValueError(f"callback must be a function of one dict, or None, got {type(callback).__name__}")
+    if data_id is not None and not isinstance(data_id, str):
+        raise ValueError(f"data_id must be a string such as 'mnist5k:train', or None, got {type(data_id).__name__}")
+    if out_dir is not None and not isinstance(out_dir, (str, os.PathLike)):
+        raise ValueError(f"out_dir must be a path (str or Path) or None, got {type(out_dir).__name__}")
+    return config
+
+
+def _checkpoint_path(out_dir: str | os.PathLike | None, resume: bool) -> Path | None:
+    """out_dir/checkpoint.pt, or None without an out_dir; with ``resume``, the checkpoint must exist."""
+    ckpt_path = Path(out_dir) / "checkpoint.pt" if out_dir is not None else None
+    if ckpt_path is not None and ckpt_path.parent.exists() and not ckpt_path.parent.is_dir():
+        raise ValueError(f"out_dir must be a folder, but {ckpt_path.parent} is a file")
+    if resume and (ckpt_path is None or not ckpt_path.is_file()):
+        raise FileNotFoundError(f"resume=True but there is no checkpoint at {ckpt_path}")
+    return ckpt_path
+
+
+# ----------------------------------------------------------------------------- the training loop's parts
+def _loader(dataset: Dataset, config: TrainConfig, rank: int, world: int, pin_memory: bool) -> DataLoader:
+    """Batches of ``batch_size // world`` examples: this rank's share of every global batch. The sampler shuffles
+    the same way on every rank (seeded by ``config.seed`` and the epoch); an incomplete last batch is dropped."""
+    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=config.seed)
+    return DataLoader(dataset, batch_size=config.batch_size // world, sampler=sampler, drop_last=True,
+                      num_workers=config.num_workers, pin_memory=pin_memory,
+                      persistent_workers=config.num_workers > 0,
+                      generator=torch.Generator())  # its own seed stream: dropout's RNG stays untouched
+
+
+def _batches(loader: DataLoader, step: int, device: torch.device, memory_format: torch.memory_format,
+             null_label: int | None, check_first: bool) -> Iterator[tuple[Tensor, Tensor | None]]:
+    """x_0 ~ q(x_0), forever: each batch of ``loader`` as (x0 on the device, labels or None), epoch after epoch.
+
+    Starts at ``step``: a resumed run skips the batches it has already trained on. ``check_first``: check the
+    first batch (a Dataset's items; a tensor of data was checked whole before training).
+    """
+    epoch, skip = divmod(step, len(loader))
+    while True:
+        loader.sampler.set_epoch(epoch)  # a new shuffle every epoch, the same on every rank
+        for i, batch in enumerate(loader):
+            if i < skip:
+                continue
+            if check_first:  # warnings point at train's caller: _warn_*, _check_first_batch, here, train, caller
+                _check_first_batch(batch, null_label, stacklevel=5)
+                check_first = False
+            x0 = batch[0].to(device, non_blocking=True)  # from pinned memory: the copy overlaps compute
+            if x0.ndim == 4:  # images, (B, C, H, W)
+                x0 = x0.contiguous(memory_format=memory_format)
+            yield x0, (batch[1] if len(batch) > 1 else None)
+        epoch, skip = epoch + 1, 0
+
+
+def _draw_t_noise_labels(config: TrainConfig, x0: Tensor, y: Tensor | None, null_label: int | None,
+                         gen: torch.Generator, rank: int, world: int,
+                         memory_format: torch.memory_format) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Algorithm 1's t ~ Uniform({0, ..., T-1}) (0-based) and ε ~ N(0, I), and the labels to drop (classifier-free
+    guidance: each becomes "no label" with probability ``p_uncond``), in this order from ``gen``.
+
+    Each is drawn for the whole global batch (``batch_size``) and this rank keeps its rows, so a run does not
+    depend on how its batches are split across processes. x0 (b, ...) is this rank's batch and y (b,) its labels
+    or None. Returns t (b,), ε (b, ...) laid out like x0, and the labels on the device with the dropped ones
+    replaced by ``null_label`` (None for no labels, or an unconditional model, ``null_label=None``).
+    """
+    def mine(x: Tensor) -> Tensor:  # this rank's rows of a tensor drawn for the global batch
+        return x[rank::world] if world > 1 else x
+
+    B, device = config.batch_size, x0.device
+    t = mine(torch.randint(0, config.T, (B,), device=device, generator=gen))
+    noise = mine(torch.randn((B, *x0.shape[1:]), device=device, generator=gen))
+    if x0.ndim == 4:  # images: the same memory layout as x0
+        noise = noise.contiguous(memory_format=memory_format)
+    if null_label is None:  # an unconditional model: no labels, no draw
+        return t, noise, None
+    drop = mine(torch.rand(B, device=device, generator=gen) < config.p_uncond)
+    if y is not None:
+        y = y.to(device, non_blocking=True).long()
+        y = torch.where(drop, torch.full_like(y, null_label), y)
+    return t, noise, y
+
+
+class _LossLog:
+    """The loss log: each step's loss waits on the device (reading it would stall a GPU every step); every
+    ``log_every`` steps, and at the last, the waiting losses are read back at once (the mean over processes),
+    checked for divergence, shown on the progress bar with the rate in images/s, and handed to ``callback``
+    (rank 0 only). ``losses`` (the resumed ones, or empty) grows with every loss read back."""
+
+    def __init__(self, config: TrainConfig, device: torch.device, rank: int, world: int, step: int,
+                 losses: list[float], progress: bool, callback: Callable[[dict], None] | None,
+                 model: nn.Module, ema: nn.Module) -> None:
+        self.config, self.rank, self.world = config, rank, world
+        self.callback, self.model, self.ema = callback, model, ema  # what the callback is shown
+        self.losses = losses  # every loss read back, from step 1
+        self.pending = torch.zeros(config.log_every, device=device)  # losses waiting to be read back
+        self.n_pending = 0
+        self.bar = None
+        if progress and rank == 0:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=config.steps, initial=step, desc="training", unit="step", dynamic_ncols=True)
+        # The rate: the first block pays for compilation and warm-up, so it is timed only if it is the only one.
+        self.timed_images, self.timed_seconds, self.first_images, self.first_seconds = 0, 0.0, 0, 0.0
+        self.block_start, self.first_block = time.perf_counter(), True
+
+    def record(self, loss: Tensor, step: int) -> None:
+        """Keep the loss of ``step`` (counted from 1) on the device; read back every ``log_every`` and at the last."""
+        self.pending[self.n_pending] = loss.detach()
+        self.n_pending += 1
+        if self.n_pending == self.config.log_every or step == self.config.steps:
+            self._read_back(step)
+
+    def _read_back(self, step: int) -> None:
+        values = self.pending[:self.n_pending]
+        if self.world > 1:
+            dist.all_reduce(values, op=dist.ReduceOp.AVG)  # the loss of the global batch
+        values = values.tolist()  # the one host-device sync, every log_every steps
+        self.losses.extend(values)
+        images, elapsed = self.n_pending * self.config.batch_size, time.perf_counter() - self.block_start
+        if self.first_block:
+            self.first_images, self.first_seconds = images, elapsed
+        else:
+            self.timed_images += images
+            self.timed_seconds += elapsed
+        rate = images / elapsed
+        self.first_block, self.n_pending, self.block_start = False, 0, time.perf_counter()
+        _check_divergence(values, step, self.config)
+        if self.bar is not None:
+            self.bar.update(len(values))
+            self.bar.set_postfix(loss=f"{sum(values) / len(values):.4f}", img_s=f"{rate:.0f}")
+        if self.callback is not None and self.rank == 0:
+            self.callback({"step": step, "loss": sum(values) / len(values), "model": self.model, "ema": self.ema})
+
+    def so_far(self) -> list[float]:
+        """Every loss so far, those not yet read back included. Every rank must call it (it averages across them)."""
+        unlogged = self.pending[:self.n_pending]
+        if self.world > 1 and self.n_pending:
+            unlogged = unlogged.clone()
+            dist.all_reduce(unlogged, op=dist.ReduceOp.AVG)  # every rank takes part, as in the log
+        return self.losses + unlogged.tolist()
+
+    def close(self) -> float:
+        """Close the progress bar; return the images per second measured."""
+        if self.bar is not None:
+            self.bar.close()
+        if self.timed_seconds == 0:  # one block in all (a short run): its rate, warm-up included
+            self.timed_images, self.timed_seconds = self.first_images, self.first_seconds
+        return self.timed_images / self.timed_seconds if self.timed_seconds > 0 else float("nan")
+
+
+def _save_run(path: Path, config: TrainConfig, model: nn.Module, ema: AveragedModel, optimizer: torch.optim.Optimizer,
+              gen: torch.Generator, step: int, losses: list[float], data_id: str | None) -> None:
+    """Checkpoint the run after ``step`` steps: weights, EMA, optimizer, every loss so far and the RNG streams
+    (``gen`` for t, ε and the label dropout; torch's and CUDA's for dropout), so that a resume continues exactly."""
+    save_checkpoint(path, Checkpoint(
+        model={k: v.detach().cpu() for k, v in model.state_dict().items()},
+        ema={k: v.detach().cpu() for k, v in ema.module.state_dict().items()},
+        optimizer=optimizer.state_dict(), step=step, losses=losses,
+        train_config=asdict(config), model_config=_model_config(model),
+        rng={"generator": gen.get_state(), "torch": torch.get_rng_state(),
+             "cuda": torch.cuda.get_rng_state() if gen.device.type == "cuda" else None},
+        data_id=data_id,
+    ))
+
+
+def _resume_run(path: Path, config: TrainConfig, model: nn.Module, ema: AveragedModel,
+                optimizer: torch.optim.Optimizer, gen: torch.Generator,
+                data_id: str | None) -> tuple[int, list[float], str | None]:
+    """Load the checkpoint at ``path`` (refused if it belongs to another run) into the model, its EMA, the optimizer
+    and the RNG streams. Returns the step reached, the losses so far and the run's data_id."""
+    ckpt = load_checkpoint(path)
+    _check_resume(ckpt, config, model, path, data_id)
+    model.load_state_dict(ckpt.model)
+    ema.module.load_state_dict(ckpt.ema)
+    ema.n_averaged.fill_(max(ckpt.step, 1))
+    optimizer.load_state_dict(ckpt.optimizer)
+    gen.set_state(ckpt.rng["generator"])
+    torch.set_rng_state(ckpt.rng["torch"])
+    if gen.device.type == "cuda" and ckpt.rng.get("cuda") is not None:
+        torch.cuda.set_rng_state(ckpt.rng["cuda"])
+    return ckpt.step, list(ckpt.losses), data_id if data_id is not None else ckpt.data_id
 
 
 def _check_divergence(values: list[float], step: int, config: TrainConfig) -> None:
