@@ -255,3 +255,51 @@ def test_loss_checker_other_failures():
     assert "mean squared error" in ex.check_diffusion_loss(summed).message
     twice = lambda m, x0, s: good_loss(m, x0, s) + good_loss(m, x0, s)
     assert "exactly once" in ex.check_diffusion_loss(twice).message
+
+
+# ------------------------------------------------ every checker through the same shared cases
+CHECKERS = {name: getattr(ex, f"check_{name}") for name in ex.EXERCISES}
+
+
+def _not_yet(*args):
+    raise NotImplementedError()
+
+
+def _divides_by_zero(*args):
+    return 1 / 0  # the learner's own line
+
+
+SHARED = [  # (a learner's function, the status, words the message must hold)
+    (_not_yet, "not implemented", "not implemented yet"),
+    (_divides_by_zero, "error", "ZeroDivisionError: division by zero, at line"),
+    (lambda *args: None, "failed", "returned None"),
+    (lambda *args: "a string", "failed", "str"),
+]
+
+
+@pytest.mark.parametrize("name", sorted(CHECKERS))
+@pytest.mark.parametrize("fn, status, words", SHARED, ids=["not_implemented", "raises", "none", "string"])
+def test_every_checker_answers_the_shared_cases_alike(name, fn, status, words):
+    result = CHECKERS[name](fn, seed=0)
+    assert result.status == status and words in result.message, result
+    assert "exercises.py" not in result.message  # the learner's line, never the checker's
+    assert "return 1 / 0" in result.message or fn is not _divides_by_zero
+
+
+@pytest.mark.parametrize("name", sorted(CHECKERS))
+def test_every_checker_judges_the_runs_it_is_handed_and_survives_forged_ones(name):
+    cases = ex.make_cases(name, seed=0)
+    for case, back in zip(cases, ex.decode(ex.encode(cases)), strict=True):  # the grader's trip between processes
+        for a, b in zip(case, back, strict=True):
+            if isinstance(a, torch.Tensor):
+                assert torch.equal(a, b)
+            elif isinstance(a, ex.NoiseSchedule):
+                assert torch.equal(a.alpha_bars, b.alpha_bars) and a.T == b.T
+            elif isinstance(a, ex._Spy):
+                assert torch.equal(a.answer, b.answer)
+            else:
+                assert a == b
+    for forged in ([], [None], ["passed"], [{"status": "ok", "result": "x"}] * len(cases), [{}] * len(cases),
+                   [{"status": "ok", "result": torch.zeros(1), "changed": ["x"]}] * len(cases)):
+        result = ex.judge(name, cases, forged)
+        assert not result.passed, (forged, result)
