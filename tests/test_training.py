@@ -211,10 +211,13 @@ def _cli(*args, cwd, torchrun=False):
 
 
 def test_ddp_with_two_gloo_processes_agrees_with_one_process(tmp_path):
-    """Same global batch split over two processes: same losses and weights, up to float rounding."""
+    """Same global batch split over two processes: same losses and weights, up to float rounding.
+
+    The checkpoint at step 3 falls between two logs (every 2 steps): its unlogged loss is averaged over
+    the two processes, a collective every rank must join (a rank that skipped it would hang the run)."""
     args = ["--dataset", "sklearn_digits", "--image-size", "16", "--steps", "4", "--batch-size", "16",
             "--base-channels", "16", "--channel-mults", "1,2", "--dropout", "0", "--log-every", "2",
-            "--no-progress", "--class-cond", "--device", "cpu"]
+            "--checkpoint-every", "3", "--no-progress", "--class-cond", "--device", "cpu"]
     _cli(*args, "--out", "one", cwd=tmp_path)
     _cli(*args, "--out", "two", cwd=tmp_path, torchrun=True)
     one, two = load_checkpoint(tmp_path / "one/checkpoint.pt"), load_checkpoint(tmp_path / "two/checkpoint.pt")
