@@ -150,14 +150,19 @@ LOSS_CASES = [
 ]
 
 
-@pytest.mark.parametrize("name, call, kind, message", LOSS_CASES, ids=[c[0] for c in LOSS_CASES])
-def test_bad_loss_input_fails_loudly_naming_the_argument(name, call, kind, message):
+def _fails_loudly(call, kind: type, message: str) -> None:
+    """``call()`` raises ``kind`` (or warns, for a Warning) with a message matching ``message``."""
     if issubclass(kind, Warning):
         with pytest.warns(kind, match=message):
             call()
     else:
         with pytest.raises(kind, match=message):
             call()
+
+
+@pytest.mark.parametrize("name, call, kind, message", LOSS_CASES, ids=[c[0] for c in LOSS_CASES])
+def test_bad_loss_input_fails_loudly_naming_the_argument(name, call, kind, message):
+    _fails_loudly(call, kind, message)
 
 
 def test_valid_loss_inputs_do_not_warn():
@@ -229,12 +234,7 @@ if not torch.cuda.is_available():
 
 @pytest.mark.parametrize("name, call, kind, message", TRAIN_CASES, ids=[c[0] for c in TRAIN_CASES])
 def test_bad_train_input_fails_loudly_naming_the_argument(name, call, kind, message):
-    if issubclass(kind, Warning):
-        with pytest.warns(kind, match=message):
-            call()
-    else:
-        with pytest.raises(kind, match=message):
-            call()
+    _fails_loudly(call, kind, message)
 
 
 def test_out_dir_that_is_a_file_is_refused(tmp_path):
