@@ -19,7 +19,7 @@ from .quiz import load_quiz
 from .runtime import budget, default_device
 from .sampling import ddpm_sample
 from .schedules import NoiseSchedule
-from .training import TrainConfig, diffusion_loss, train
+from .training import TrainConfig, diffusion_loss, ema_decay_at, train
 from .unet import MLPDenoiser, UNet, UNetConfig
 
 __version__ = "0.1.0"
@@ -34,6 +34,7 @@ __all__ = [
     "ddpm_sample",
     "default_device",
     "diffusion_loss",
+    "ema_decay_at",
     "load_dataset",
     "load_quiz",
     "markov_chain",

@@ -206,6 +206,9 @@ def _check_train_args(args: argparse.Namespace, datasets: list[str]) -> None:
     if args.num_workers < 0:
         raise ValueError(f"--num-workers must be >= 0 (0: load data in the main process), got {args.num_workers}")
     _number_in("--ema-decay", args.ema_decay, 0.0, 1.0, "in [0, 1)")
+    if not 0 <= args.ema_power < float("inf"):
+        raise ValueError(f"--ema-power must be a number >= 0 (0: no EMA warm-up), got {args.ema_power}")
+    _number_in("--p-uncond", args.p_uncond, 0.0, 1.0, "in [0, 1)")
     _number_in("--dropout", args.dropout, 0.0, 1.0, "in [0, 1)")
     if not -(2**63) <= args.seed < 2**64:
         raise ValueError(f"--seed must be in [-2**63, 2**64), got {args.seed}")
@@ -290,7 +293,8 @@ def _train(args: argparse.Namespace) -> int:
         raise ValueError("--class-cond needs a labelled data set (mnist5k or sklearn_digits)")
     config = TrainConfig(
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
-        ema_decay=args.ema_decay, prediction=args.prediction, schedule=args.schedule, T=args.T, seed=args.seed,
+        ema_decay=args.ema_decay, ema_power=args.ema_power, p_uncond=args.p_uncond, prediction=args.prediction,
+        schedule=args.schedule, T=args.T, seed=args.seed,
         device=args.device, precision=args.precision, compile=args.compile, log_every=args.log_every,
         checkpoint_every=args.checkpoint_every, num_workers=args.num_workers,
     )
@@ -434,7 +438,11 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=128, help="images per step over all processes")
     p.add_argument("--lr", type=float, default=2e-4, help="peak learning rate")
     p.add_argument("--warmup-steps", type=int, default=200)
-    p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--ema-decay", type=float, default=0.999, help="EMA decay (its ceiling with --ema-power)")
+    p.add_argument("--ema-power", type=float, default=0.0,
+                   help="EMA warm-up: decay min(ema-decay, 1 - (1+k)^-power) after k steps, e.g. 0.75; 0: off")
+    p.add_argument("--p-uncond", type=float, default=0.1,
+                   help="--class-cond: share of labels dropped to 'no label' (classifier-free guidance)")
     p.add_argument("--base-channels", type=int, default=32)
     p.add_argument("--num-res-blocks", type=int, default=2, help="residual blocks per level")
     p.add_argument("--channel-mults", default="1,2,2", help="channels per level, e.g. 1,2,2,2")

@@ -17,6 +17,7 @@ and DistributedDataParallel.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import os
@@ -30,7 +31,6 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 
 from .noising import extract, q_sample
@@ -38,11 +38,13 @@ from .runtime import default_device, save_atomic
 from .schedules import NoiseSchedule
 
 __all__ = [
+    "EMA",
     "Checkpoint",
     "TrainConfig",
     "TrainResult",
     "TrainingDiverged",
     "diffusion_loss",
+    "ema_decay_at",
     "load_checkpoint",
     "save_checkpoint",
     "train",
@@ -64,7 +66,8 @@ class TrainConfig:
     warmup_steps: int = 200  # linear warm-up of the learning rate from 0
     weight_decay: float = 0.0  # AdamW weight decay
     grad_clip: float = 1.0  # clip the gradient norm at this value (Ho et al.: 1.0)
-    ema_decay: float = 0.999  # decay of the exponential moving average of the weights
+    ema_decay: float = 0.999  # decay of the exponential moving average of the weights (its ceiling with ema_power)
+    ema_power: float = 0.0  # EMA warm-up: decay min(ema_decay, 1 - (1 + k)^-ema_power) after k updates; 0: off
     prediction: str = "eps"  # what the network predicts: "eps" (DDPM) or "v"
     schedule: str = "linear"  # noise schedule name, see NoiseSchedule.from_name
     T: int = 1000  # diffusion steps
@@ -90,7 +93,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
             raise ValueError(f"seed must be an integer in [0, 2**63 - 1], got {self.seed!r}")
-        for name in ("lr", "weight_decay", "grad_clip", "ema_decay", "p_uncond"):
+        for name in ("lr", "weight_decay", "grad_clip", "ema_decay", "ema_power", "p_uncond"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
@@ -104,6 +107,8 @@ class TrainConfig:
             raise ValueError(f"grad_clip must be >= 0 (0 turns clipping off), got {self.grad_clip}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.ema_power < 0:
+            raise ValueError(f"ema_power must be >= 0 (0 turns the EMA warm-up off), got {self.ema_power}")
         if not 0.0 <= self.p_uncond < 1.0:
             raise ValueError(f"p_uncond must be in [0, 1), got {self.p_uncond}")
         for name in ("compile", "channels_last"):
@@ -268,7 +273,7 @@ class Checkpoint:
     """
 
     model: dict  # state dict of the raw model
-    ema: dict  # state dict of the EMA model (an AveragedModel's ``module``)
+    ema: dict  # state dict of the EMA model
     optimizer: dict
     step: int
     losses: list[float]  # the loss at every step so far, from step 1 (those not yet logged included)
@@ -506,7 +511,7 @@ def train(
     # NHWC: tensor cores on CUDA want it; on the CPU, oneDNN's convolutions measured ~20% faster.
     memory_format = torch.channels_last if (config.channels_last and device.type != "mps") else torch.contiguous_format
     model = model.to(device, memory_format=memory_format)
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+    ema = EMA(model, config.ema_decay, config.ema_power)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                   fused=on_cuda)  # one fused kernel for all parameters on CUDA
     net: nn.Module = model
@@ -719,7 +724,7 @@ class _LossLog:
         return self.timed_images / self.timed_seconds if self.timed_seconds > 0 else float("nan")
 
 
-def _save_run(path: Path, config: TrainConfig, model: nn.Module, ema: AveragedModel, optimizer: torch.optim.Optimizer,
+def _save_run(path: Path, config: TrainConfig, model: nn.Module, ema: EMA, optimizer: torch.optim.Optimizer,
               gen: torch.Generator, step: int, losses: list[float], data_id: str | None) -> None:
     """Checkpoint the run after ``step`` steps: weights, EMA, optimizer, every loss so far and the RNG streams
     (``gen`` for t, ε and the label dropout; torch's and CUDA's for dropout), so that a resume continues exactly."""
@@ -734,7 +739,7 @@ def _save_run(path: Path, config: TrainConfig, model: nn.Module, ema: AveragedMo
     ))
 
 
-def _resume_run(path: Path, config: TrainConfig, model: nn.Module, ema: AveragedModel,
+def _resume_run(path: Path, config: TrainConfig, model: nn.Module, ema: EMA,
                 optimizer: torch.optim.Optimizer, gen: torch.Generator,
                 data_id: str | None) -> tuple[int, list[float], str | None]:
     """Load the checkpoint at ``path`` (refused if it belongs to another run) into the model, its EMA, the optimizer
@@ -743,13 +748,58 @@ def _resume_run(path: Path, config: TrainConfig, model: nn.Module, ema: Averaged
     _check_resume(ckpt, config, model, path, data_id)
     model.load_state_dict(ckpt.model)
     ema.module.load_state_dict(ckpt.ema)
-    ema.n_averaged.fill_(max(ckpt.step, 1))
+    ema.updates = ckpt.step  # the EMA was updated once per step
     optimizer.load_state_dict(ckpt.optimizer)
     gen.set_state(ckpt.rng["generator"])
     torch.set_rng_state(ckpt.rng["torch"])
     if gen.device.type == "cuda" and ckpt.rng.get("cuda") is not None:
         torch.cuda.set_rng_state(ckpt.rng["cuda"])
     return ckpt.step, list(ckpt.losses), data_id if data_id is not None else ckpt.data_id
+
+
+def ema_decay_at(k: int, decay: float, power: float = 0.0) -> float:
+    """The EMA's decay for its update after ``k`` earlier ones: ``decay``, or with a warm-up (``power`` > 0)
+    min(decay, 1 - (1 + k)^-power), the schedule of ema-pytorch (inv_gamma = 1). A constant decay of 0.999
+    averages over about 1000 steps from the start, so early in a run the EMA is mostly the untrained weights;
+    the warm-up averages over the last ~k/power... steps instead, growing to the full window (power 3/4 reaches
+    0.999 at k = 10,000; 2/3 at k = 31,623).
+
+    Lesson: notebooks/04_training.ipynb
+    """
+    if power == 0:
+        return decay
+    return min(decay, 1.0 - (1.0 + k) ** -power)
+
+
+class EMA:
+    """The exponential moving average of a model's weights: after every optimizer step
+    θ_ema ← d·θ_ema + (1 - d)·θ with d = ``ema_decay_at(k, decay, power)``, k the updates before this one
+    (the first update copies θ). Parameters and float buffers are averaged, other buffers copied.
+
+    torch's ``AveragedModel`` does the same but reads its update count from the device at every step
+    (its count lives on the CPU and is copied to the device at every update), a host-device sync that stalls a
+    GPU; here the count is a Python int.
+
+    Lesson: notebooks/04_training.ipynb
+    """
+
+    def __init__(self, model: nn.Module, decay: float, power: float) -> None:
+        self.module = copy.deepcopy(model)
+        self.decay, self.power, self.updates = decay, power, 0
+
+    @torch.no_grad()
+    def update_parameters(self, model: nn.Module) -> None:
+        mine = [*self.module.parameters(), *self.module.buffers()]
+        theirs = [t.detach() for t in (*model.parameters(), *model.buffers())]
+        floats = [i for i, t in enumerate(mine) if t.is_floating_point()]
+        if self.updates == 0:
+            torch._foreach_copy_(mine, theirs)
+        else:
+            weight = 1.0 - ema_decay_at(self.updates, self.decay, self.power)
+            torch._foreach_lerp_([mine[i] for i in floats], [theirs[i] for i in floats], weight)
+            for i in sorted(set(range(len(mine))) - set(floats)):  # e.g. integer counters: the model's value
+                mine[i].copy_(theirs[i])
+        self.updates += 1
 
 
 def _check_divergence(values: list[float], step: int, config: TrainConfig) -> None:

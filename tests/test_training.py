@@ -1,4 +1,5 @@
 import dataclasses
+import itertools
 import json
 import math
 import subprocess
@@ -115,10 +116,11 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path):
     assert not list(tmp_path.glob("*.tmp")) and oct((tmp_path / "checkpoint.pt").stat().st_mode)[-3:] != "600"
 
 
-def test_resume_continues_exactly(tmp_path):
-    """Stop after 3 of 7 steps, resume in a new call: same losses and weights as one run of 7."""
+@pytest.mark.parametrize("ema_power", [0.0, 0.75])
+def test_resume_continues_exactly(tmp_path, ema_power):
+    """Stop after 3 of 7 steps, resume in a new call: same losses and weights (EMA too) as one run of 7."""
     images, labels = _mnist()
-    config = TrainConfig(steps=7, batch_size=16, log_every=2, checkpoint_every=3, warmup_steps=3)
+    config = TrainConfig(steps=7, batch_size=16, log_every=2, checkpoint_every=3, warmup_steps=3, ema_power=ema_power)
     torch.manual_seed(0)
     whole = train(UNet(TINY), images, config, labels=labels, out_dir=tmp_path / "a", progress=False)
     torch.manual_seed(0)
@@ -173,6 +175,35 @@ def test_resume_refuses_another_config(tmp_path):
         load_checkpoint(tmp_path / "junk.pt")
 
 
+def test_ema_decay_warm_up_schedule():
+    """Constant without a warm-up; with one, 0 at the first update (a copy), rising, never above the ceiling."""
+    assert [training.ema_decay_at(k, 0.999) for k in (0, 1, 10**6)] == [0.999] * 3
+    for power in (2 / 3, 0.75, 1.0):
+        decays = [training.ema_decay_at(k, 0.999, power) for k in range(0, 100_000, 97)]
+        assert decays[0] == 0.0 and all(a <= b for a, b in itertools.pairwise(decays)) and max(decays) == 0.999
+    assert training.ema_decay_at(9, 0.999, 1.0) == pytest.approx(0.9)  # 1 - 1/(1 + 9): the mean of 10 weights
+    assert training.ema_decay_at(10_000, 0.9999, 0.75) == pytest.approx(0.999, abs=1e-6)  # ema-pytorch's "10K steps"
+
+
+@pytest.mark.parametrize("ema_power", [0.0, 0.75])
+def test_ema_is_the_moving_average_of_the_weights_after_each_step(ema_power):
+    """θ_ema after k steps = d·θ_ema + (1 - d)·θ_k with d = ema_decay_at(k - 1), the first update a copy."""
+    images, labels = _mnist()
+    config = TrainConfig(steps=5, batch_size=16, log_every=1, ema_decay=0.9, ema_power=ema_power)
+    seen = []
+    torch.manual_seed(0)
+    train(UNet(TINY), images, config, labels=labels, progress=False,
+          callback=lambda info: seen.append(({k: v.clone() for k, v in info["model"].state_dict().items()},
+                                             {k: v.clone() for k, v in info["ema"].state_dict().items()})))
+    expected = dict(seen[0][0])  # the first update copies the weights
+    for k, (weights, ema) in enumerate(seen, start=1):
+        if k > 1:
+            d = training.ema_decay_at(k - 1, 0.9, ema_power)
+            expected = {name: d * expected[name] + (1 - d) * weights[name] for name in weights}
+        for name, value in ema.items():
+            torch.testing.assert_close(value, expected[name], rtol=1e-5, atol=1e-6)
+
+
 def test_nan_loss_stops_with_advice():
     data = dl.toy_2d("moons", n=256)
     data[5, 0] = float("nan")
@@ -185,6 +216,8 @@ def test_nan_loss_stops_with_advice():
     ({"batch_size": -1}, "batch_size must be a positive integer"),
     ({"lr": 0.0}, "lr must be > 0"),
     ({"ema_decay": 1.0}, r"ema_decay must be in \[0, 1\)"),
+    ({"ema_power": -0.5}, r"ema_power must be >= 0 \(0 turns the EMA warm-up off\), got -0.5"),
+    ({"ema_power": float("inf")}, "ema_power must be a finite number"),
     ({"prediction": "x0"}, "prediction must be one of"),
     ({"precision": "fp16"}, "precision must be"),
     ({"schedule": "quadratic"}, "schedule name must be one of"),
@@ -259,6 +292,7 @@ def test_cli_reports_bad_datasets_clearly(tmp_path, capsys):
     assert "--dataset must be one of" in capsys.readouterr().err
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("compile", [False, True])
 def test_cuda_bf16_channels_last_training_runs_and_resumes(tmp_path, compile):  # pragma: no cover - GPU only
@@ -334,3 +368,22 @@ def test_warmup_ramps_the_learning_rate_linearly(tmp_path):
               TrainConfig(steps=steps, batch_size=16, lr=2e-3, warmup_steps=5), out_dir=out, progress=False)
         lr = load_checkpoint(out / "checkpoint.pt").optimizer["param_groups"][0]["lr"]
         assert math.isclose(lr, expected, rel_tol=1e-9), (steps, lr)
+
+
+def test_our_ema_averages_as_torchs_averaged_model():
+    """training.EMA (a Python step count: no host-device sync) = AveragedModel(use_buffers=True) at a constant decay."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    torch.manual_seed(0)
+    model = UNet(TINY)
+    reference = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
+    ema = training.EMA(model, 0.9, 0.0)
+    for _ in range(3):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        reference.update_parameters(model)
+        ema.update_parameters(model)
+    for (name, want), got in zip(reference.module.state_dict().items(), ema.module.state_dict().values(), strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0, msg=lambda m, name=name: f"{name}: {m}")
+    assert ema.updates == 3
