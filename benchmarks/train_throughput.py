@@ -1,8 +1,8 @@
 """Training-step speed and MFU: our U-Net against diffusers' UNet2DModel, matched layer for layer, in one run.
 
     .venv/bin/python benchmarks/train_throughput.py [--configs mnist mnist-small cifar] [--batch N]
-        [--steps N] [--warmup N] [--repeats N] [--compile] [--no-channels-last] [--peak-tflops X]
-        [--device D] [--threads N]
+        [--steps N] [--warmup N] [--repeats N] [--compile] [--compile-mode M] [--no-channels-last]
+        [--ema {train,averaged-model}] [--peak-tflops X] [--device D] [--threads N] [--json PATH]
 
 A training step is the one ``diffusion_lessons.training.train`` runs (lesson 04): draw t and ε,
 ``diffusion_loss`` (forward), backward, gradient clipping, AdamW, the EMA update. Data loading
@@ -14,6 +14,12 @@ counts come out equal), at the same batch and precision.
 Device and precision, as train() sets them:
   CUDA  bf16 autocast, channels_last, TF32, cuDNN autotuning, fused AdamW, --compile optional
   CPU   fp32, channels_last (oneDNN's convolutions are faster in NHWC)
+The noise schedule's tables live on the device, as in train(). --compile-mode reduce-overhead adds
+CUDA graphs to --compile (the forward and backward replay as graphs: no per-kernel launches);
+max-autotune also searches kernel configurations (minutes of compilation per model). The EMA is
+train()'s own (training.EMA: one torch._foreach_lerp_, the step count a Python int); --ema
+averaged-model swaps in torch's AveragedModel, which keeps its count n_averaged on the CPU and copies
+it to the GPU at every update, a blocking copy, so each step waits for the GPU's queued work.
 
 Timing: --warmup steps per model first (not timed), then --repeats rounds; in each round every
 model runs --steps steps, one model after the other (A, B, A, B, ...), so machine noise hits both.
@@ -25,17 +31,22 @@ usual for MFU). MFU = achieved FLOP/s / the accelerator's peak: known GPUs are l
 PEAK_TFLOPS by name, --peak-tflops overrides; on a CPU it is n/a unless --peak-tflops is given,
 and the ratio ours / diffusers is the figure to read.
 
+--json PATH writes the machine, the settings and every row (images/s, TFLOP/s, MFU, the ratio), again
+after each config, so a run stopped part-way leaves the configs it finished.
+
 diffusers is a benchmark-only extra:  pip install -e ".[bench]"
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -44,7 +55,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 
 from diffusion_lessons.runtime import cpu_name
 from diffusion_lessons.schedules import NoiseSchedule
-from diffusion_lessons.training import TrainConfig, diffusion_loss
+from diffusion_lessons.training import EMA, TrainConfig, diffusion_loss
 from diffusion_lessons.unet import UNet, UNetConfig, count_parameters
 
 CONFIGS: dict[str, UNetConfig] = {
@@ -61,6 +72,8 @@ CONFIGS: dict[str, UNetConfig] = {
 DEFAULT_BATCH = {"cuda": {"mnist": 128, "mnist-small": 128, "cifar": 128},
                  "cpu": {"mnist": 32, "mnist-small": 64, "cifar": 8}}
 DEFAULT_STEPS = {"cuda": (20, 10, 5), "cpu": (1, 2, 5)}  # (--steps, --warmup, --repeats)
+COMPILE_MODES = ("default", "max-autotune", "reduce-overhead")  # torch.compile's modes (inductor)
+EMAS = ("train", "averaged-model")  # train()'s sync-free EMA, or torch's AveragedModel (a sync per step)
 
 # Dense (no sparsity) bf16 tensor-core peaks from NVIDIA's data sheets, TFLOP/s. The first name
 # found in torch.cuda.get_device_name() wins, so the more specific names come first.
@@ -152,22 +165,37 @@ class Trainee:
     model: nn.Module  # the raw weights
     net: nn.Module  # what the loss calls: the model, or torch.compile(model)
     optimizer: torch.optim.Optimizer
-    ema: AveragedModel
+    ema: EMA | AveragedModel
     gen: torch.Generator  # t and ε, one stream per model, seeded alike
 
 
+def compiled(model: nn.Module, mode: str = "default", backend: str = "inductor") -> nn.Module:
+    """torch.compile(model) in one of COMPILE_MODES. The modes are inductor's: another backend (e.g.
+    "aot_eager", which generates no code, for a quick check on a CPU) takes none and runs as "default"."""
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"mode must be one of {COMPILE_MODES}, got {mode!r}")
+    if backend != "inductor":
+        return torch.compile(model, backend=backend)
+    return torch.compile(model, mode=None if mode == "default" else mode)
+
+
 def make_trainee(name: str, model: nn.Module, device: torch.device, compile: bool, tc: TrainConfig,
-                 memory_format: torch.memory_format = torch.channels_last) -> Trainee:
-    """Move ``model`` to the device and give it AdamW and an EMA, exactly as train() does."""
+                 memory_format: torch.memory_format = torch.channels_last, compile_mode: str = "default",
+                 compile_backend: str = "inductor", ema: str = "train") -> Trainee:
+    """Move ``model`` to the device and give it AdamW and an EMA, as train() does (``ema="averaged-model"``:
+    torch's AveragedModel instead of train()'s EMA, to measure its per-step sync)."""
+    if ema not in EMAS:
+        raise ValueError(f"ema must be one of {EMAS}, got {ema!r}")
     on_cuda = device.type == "cuda"
     model = model.to(device, memory_format=memory_format)  # NHWC by default, as train() with channels_last=True
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay,
                                   fused=on_cuda)  # one fused kernel for all parameters on CUDA
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tc.ema_decay), use_buffers=True)
-    net = torch.compile(model) if compile else model
+    averaged = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tc.ema_decay), use_buffers=True)
+                if ema == "averaged-model" else EMA(model, tc.ema_decay, tc.ema_power))
+    net = compiled(model, compile_mode, compile_backend) if compile else model
     net.train()
     gen = torch.Generator(device=device).manual_seed(tc.seed)
-    return Trainee(name, model, net, optimizer, ema, gen)
+    return Trainee(name, model, net, optimizer, averaged, gen)
 
 
 def layout(x: Tensor) -> torch.memory_format:
@@ -254,16 +282,18 @@ class Row:
 
 
 def benchmark_config(name: str, c: UNetConfig, batch: int, device: torch.device, steps: int, warmup: int,
-                     repeats: int, compile: bool = False, channels_last: bool = True) -> list[Row]:
+                     repeats: int, compile: bool = False, channels_last: bool = True, compile_mode: str = "default",
+                     compile_backend: str = "inductor", ema: str = "train") -> list[Row]:
     """Build our UNet(c) and its diffusers twin, count their FLOPs, time them interleaved."""
     tc = TrainConfig()  # lr, weight decay, grad clip, EMA decay: train()'s defaults
-    s = tc.noise_schedule()
+    s = tc.noise_schedule().to(device)  # the tables on the device, as in train(): no copy per step
     autocast_dtype = torch.bfloat16 if device.type == "cuda" else None  # train()'s precision="auto"
     precision = "bf16 autocast" if autocast_dtype is not None else "fp32"
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     torch.manual_seed(tc.seed)
-    trainees = [make_trainee("ours", UNet(c), device, compile, tc, memory_format),
-                make_trainee("diffusers", diffusers_unet(c), device, compile, tc, memory_format)]
+    options = {"compile_mode": compile_mode, "compile_backend": compile_backend, "ema": ema}
+    trainees = [make_trainee("ours", UNet(c), device, compile, tc, memory_format, **options),
+                make_trainee("diffusers", diffusers_unet(c), device, compile, tc, memory_format, **options)]
     gen = torch.Generator().manual_seed(tc.seed)
     x0 = torch.rand((batch, c.in_channels, c.image_size, c.image_size), generator=gen) * 2 - 1  # (B, C, H, W)
     x0 = x0.to(device).contiguous(memory_format=memory_format)
@@ -299,6 +329,25 @@ def markdown_table(rows: list[Row], peak: float | None) -> str:
     return "\n".join(lines)
 
 
+def results(rows: list[Row], peak: float | None) -> list[dict]:
+    """The rows as dicts for --json, with TFLOP/s, MFU (None without a peak) and, in "ours" rows, the ratio."""
+    reference = {r.config: r.images_per_s for r in rows if r.model == "diffusers"}
+    out = []
+    for r in rows:
+        tflops = r.flops_per_image * r.images_per_s / 1e12
+        ratio = r.images_per_s / reference[r.config] if r.model == "ours" and r.config in reference else None
+        out.append(dict(asdict(r), tflops=tflops, mfu=tflops / peak if peak else None, ours_over_diffusers=ratio))
+    return out
+
+
+def write_json(path: Path, header: dict, rows: list[Row], peak: float | None) -> None:
+    """--json: the run's header and the rows so far, replaced whole (a temporary file renamed over it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(dict(header, rows=results(rows, peak)), indent=2) + "\n")
+    tmp.replace(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS), help="models to time")
@@ -308,11 +357,19 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, help="untimed steps per model first (default: GPU 10, CPU 2)")
     parser.add_argument("--repeats", type=int, help="timed rounds; the table shows the median (default: GPU 5, CPU 5)")
     parser.add_argument("--compile", action="store_true", help="torch.compile both models (give it --warmup >= 3)")
+    parser.add_argument("--compile-mode", choices=COMPILE_MODES, default="default",
+                        help="with --compile: reduce-overhead adds CUDA graphs, max-autotune searches kernels")
+    parser.add_argument("--compile-backend", default="inductor",
+                        help='with --compile: "inductor" (the default, generates kernels); "aot_eager" only traces '
+                             "(a quick CPU check of the compiled path; ignores --compile-mode)")
+    parser.add_argument("--ema", choices=EMAS, default="train",
+                        help="train()'s sync-free EMA, or torch's AveragedModel (a host-device sync per step on CUDA)")
     parser.add_argument("--no-channels-last", action="store_true",
                         help="NCHW instead of train()'s NHWC (on CUDA, GroupNorm runs NCHW: worth comparing)")
     parser.add_argument("--peak-tflops", type=float, help="the accelerator's peak TFLOP/s at this precision, for MFU")
     parser.add_argument("--device", default="auto", help='"auto" (CUDA if present, else CPU), "cpu" or "cuda[:i]"')
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's own, one per core)")
+    parser.add_argument("--json", type=Path, help="also write the results here as JSON, after each config")
     args = parser.parse_args()
 
     try:
@@ -333,11 +390,21 @@ def main() -> None:
         torch.backends.cudnn.benchmark = True  # pick the fastest convolution kernels for our shapes
 
     peak = peak_tflops(device, args.peak_tflops)
+    compile_note = ""
+    if args.compile:
+        compile_note = f"; torch.compile, mode {args.compile_mode}"
+        if args.compile_backend != "inductor":
+            compile_note = f"; torch.compile, backend {args.compile_backend} (mode ignored)"
+    header = {"machine": machine_name(device), "device": str(device), "torch": torch.__version__,
+              "diffusers": diffusers.__version__, "peak_tflops": peak, "steps": steps, "warmup": warmup,
+              "repeats": repeats, "compile": args.compile, "compile_mode": args.compile_mode if args.compile else None,
+              "compile_backend": args.compile_backend if args.compile else None,
+              "channels_last": not args.no_channels_last, "ema": args.ema, "configs": args.configs}
     print(f"machine: {machine_name(device)}; torch {torch.__version__}; diffusers {diffusers.__version__}")
     print(f"peak: {f'{peak:g} TFLOP/s' if peak else 'unknown (MFU n/a; pass --peak-tflops)'}; "
           f"{warmup} warm-up steps, then {repeats} rounds of {steps} step{'s' * (steps != 1)} per model, interleaved; "
           f"images/s is the median round (slowest-fastest in brackets)"
-          f"{'; torch.compile' if args.compile else ''}{'; NCHW' if args.no_channels_last else '; channels_last'}")
+          f"{compile_note}{'; NCHW' if args.no_channels_last else '; channels_last'}; EMA {args.ema}")
     if device.type == "cpu" and args.batch is None:
         print(f"CPU run: small batches {DEFAULT_BATCH['cpu']} and few steps to finish in minutes; "
               "read the ratio ours / diffusers, not the absolute figures")
@@ -351,7 +418,10 @@ def main() -> None:
         batch = args.batch or DEFAULT_BATCH[kind][name]
         print(f"timing {name}, batch {batch} ...", file=sys.stderr, flush=True)
         rows += benchmark_config(name, CONFIGS[name], batch, device, steps, warmup, repeats, args.compile,
-                                 channels_last=not args.no_channels_last)
+                                 channels_last=not args.no_channels_last, compile_mode=args.compile_mode,
+                                 compile_backend=args.compile_backend, ema=args.ema)
+        if args.json:
+            write_json(args.json, header, rows, peak)
         if device.type == "cuda":
             torch.cuda.empty_cache()
     print(markdown_table(rows, peak))

@@ -109,6 +109,7 @@ def test_dtype_follows_input(dtype, gen):
     assert q_posterior(x, x, 3, LIN)[0].dtype == dtype
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_device_follows_input():  # pragma: no cover - runs on the lent GPU
     x = torch.randn(3, 2, device="cuda")
