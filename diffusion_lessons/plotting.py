@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from einops import rearrange
 from matplotlib.axes import Axes
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from torch import Tensor
 
@@ -48,6 +49,7 @@ def _display_figures_as_png() -> None:
 _display_figures_as_png()
 
 __all__ = [
+    "arrow_panels",
     "cloud_panels",
     "compare_histograms",
     "draw_cloud",
@@ -200,6 +202,58 @@ def cloud_panels(clouds: Mapping[str, Tensor], title: str, lim: float = 3.0, rin
         if ring:
             ax.plot(2 * np.cos(circle), 2 * np.sin(circle), "k--", lw=0.8)
     axes[0].set_ylabel("$x_2$")
+    fig.suptitle(title)
+    return fig
+
+
+def arrow_panels(
+    starts: Tensor,
+    ends: Mapping[str, Tensor],
+    title: str,
+    data: Tensor | None = None,
+    lim: float = 2.0,
+    length: float | None = None,
+    label: str = "distance from start to end",
+) -> Figure:
+    """Arrows from the points ``starts`` (N, 2) towards the matching points of each entry of ``ends`` (each
+    (N, 2)), one panel per entry, titled by its key: e.g. from noisy inputs x_t to a network's guesses x̂_0.
+
+    Every arrow has the same ``length`` (default lim/15): it shows the direction. Its colour shows the distance
+    to the end point, on one logarithmic scale shared by all panels (the colour bar, titled ``label``).
+    ``data`` (M, 2), if given, is drawn underneath in grey with ``draw_cloud``.
+
+    Lesson: notebooks/04_training.ipynb
+    """
+    if starts.ndim != 2 or starts.shape[1] != 2:
+        raise ValueError(f"starts must have shape (N, 2), got {tuple(starts.shape)}")
+    if not ends:
+        raise ValueError("ends must hold at least one entry {title: (N, 2) end points}")
+    for name, end in ends.items():
+        if end.shape != starts.shape:
+            raise ValueError(f"each entry of ends must have the shape of starts, {tuple(starts.shape)}; "
+                             f"got {tuple(end.shape)} for {name!r}")
+    if data is not None and (data.ndim != 2 or data.shape[1] != 2):
+        raise ValueError(f"data must have shape (M, 2), got {tuple(data.shape)}")
+    length = lim / 15 if length is None else length
+    p = starts.detach().double().cpu()
+    gaps = {name: end.detach().double().cpu() - p for name, end in ends.items()}  # each (N, 2): end - start
+    dists = {name: gap.norm(dim=1) for name, gap in gaps.items()}  # each (N,)
+    every = torch.cat(list(dists.values()))
+    vmax = max(every.max().item(), 1e-12)
+    norm = LogNorm(vmin=max(every.min().item(), vmax * 1e-4, 1e-12), vmax=vmax * (1 + 1e-9), clip=True)
+    fig = Figure(figsize=(3.0 * len(ends) + 1.0, 3.4), layout="constrained")
+    axes = fig.subplots(1, len(ends), squeeze=False)[0]
+    for ax, name in zip(axes, ends, strict=True):
+        if data is not None:
+            draw_cloud(ax, data, name, lim, color="0.75")  # the data first: the arrows lie on top
+        else:
+            ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", xlabel="$x_1$")
+            ax.set_title(name, fontsize=9)
+        arrow = length * gaps[name] / dists[name].clamp_min(1e-12)[:, None]  # (N, 2): the direction only
+        arrows = ax.quiver(p[:, 0], p[:, 1], arrow[:, 0], arrow[:, 1], dists[name], cmap="viridis", norm=norm,
+                           angles="xy", scale_units="xy", scale=1, width=0.006, zorder=3)
+    axes[0].set_ylabel("$x_2$")
+    fig.colorbar(arrows, ax=list(axes), label=label, shrink=0.9)
     fig.suptitle(title)
     return fig
 

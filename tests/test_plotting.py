@@ -54,6 +54,33 @@ def test_cloud_panels_one_panel_per_cloud(gen):
         plotting.cloud_panels({"bad": torch.zeros(100, 3)}, "x")
 
 
+def test_arrow_panels_point_towards_the_ends_coloured_by_distance(gen):
+    starts = torch.randn(30, 2, generator=gen)
+    ends = {"towards 0": torch.zeros(30, 2), "shifted": starts + torch.tensor([0.5, 0.0])}
+    data = toy_2d("moons", n=100)
+    fig = plotting.arrow_panels(starts, ends, "two fields", data=data, lim=3.0, length=0.2, label="distance")
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["towards 0", "shifted"] and fig._suptitle.get_text() == "two fields"
+    assert len(fig.axes) == 3 and fig.axes[2].get_ylabel() == "distance"  # two panels and the colour bar
+    for ax, end in zip(panels, ends.values(), strict=True):
+        cloud, arrows = ax.collections  # the data first, so the arrows are drawn over it
+        assert len(cloud.get_offsets()) == 100 and arrows.get_zorder() > cloud.get_zorder()
+        uv = torch.tensor(list(zip(arrows.U, arrows.V, strict=True)))
+        assert torch.allclose(uv.norm(dim=1), torch.full((30,), 0.2, dtype=uv.dtype))  # one length for all
+        direction = (end - starts).double()
+        assert (torch.nn.functional.cosine_similarity(uv, direction, dim=1) > 0.999).all()
+        assert torch.allclose(torch.as_tensor(arrows.get_array()), direction.norm(dim=1))  # colour = distance
+    assert panels[0].get_xlim() == (-3.0, 3.0) and panels[0].get_ylabel()
+    bare = plotting.arrow_panels(starts, {"a": ends["shifted"]}, "no data")
+    assert len(bare.axes[0].collections) == 1
+    with pytest.raises(ValueError, match=r"starts must have shape \(N, 2\), got \(30, 3\)"):
+        plotting.arrow_panels(torch.zeros(30, 3), ends, "x")
+    with pytest.raises(ValueError, match=r"shape of starts, \(30, 2\); got \(29, 2\) for 'bad'"):
+        plotting.arrow_panels(starts, {"bad": torch.zeros(29, 2)}, "x")
+    with pytest.raises(ValueError, match="ends must hold at least one entry"):
+        plotting.arrow_panels(starts, {}, "x")
+
+
 def test_schedule_curves_one_line_per_schedule():
     fig = plotting.schedule_curves([NoiseSchedule.linear(), NoiseSchedule.cosine(T=500)], relative=True)
     assert len(fig.axes) == 3
