@@ -206,8 +206,7 @@ def _check_train_args(args: argparse.Namespace, datasets: list[str]) -> None:
     if args.num_workers < 0:
         raise ValueError(f"--num-workers must be >= 0 (0: load data in the main process), got {args.num_workers}")
     _number_in("--ema-decay", args.ema_decay, 0.0, 1.0, "in [0, 1)")
-    if not 0 <= args.ema_power < float("inf"):
-        raise ValueError(f"--ema-power must be a number >= 0 (0: no EMA warm-up), got {args.ema_power}")
+    _number_in("--ema-power", args.ema_power, 0.0, None, "a number >= 0 (0: no EMA warm-up)")
     _number_in("--p-uncond", args.p_uncond, 0.0, 1.0, "in [0, 1)")
     _number_in("--dropout", args.dropout, 0.0, 1.0, "in [0, 1)")
     if not -(2**63) <= args.seed < 2**64:

@@ -789,16 +789,17 @@ class EMA:
 
     @torch.no_grad()
     def update_parameters(self, model: nn.Module) -> None:
-        mine = [*self.module.parameters(), *self.module.buffers()]
-        theirs = [t.detach() for t in (*model.parameters(), *model.buffers())]
-        floats = [i for i, t in enumerate(mine) if t.is_floating_point()]
+        pairs = list(zip((*self.module.parameters(), *self.module.buffers()),
+                         (t.detach() for t in (*model.parameters(), *model.buffers())), strict=True))
         if self.updates == 0:
-            torch._foreach_copy_(mine, theirs)
+            torch._foreach_copy_([mine for mine, _ in pairs], [theirs for _, theirs in pairs])
         else:
+            floats = [(mine, theirs) for mine, theirs in pairs if mine.is_floating_point()]
             weight = 1.0 - ema_decay_at(self.updates, self.decay, self.power)
-            torch._foreach_lerp_([mine[i] for i in floats], [theirs[i] for i in floats], weight)
-            for i in sorted(set(range(len(mine))) - set(floats)):  # e.g. integer counters: the model's value
-                mine[i].copy_(theirs[i])
+            torch._foreach_lerp_([mine for mine, _ in floats], [theirs for _, theirs in floats], weight)
+            for mine, theirs in pairs:
+                if not mine.is_floating_point():  # e.g. integer counters: the model's value
+                    mine.copy_(theirs)
         self.updates += 1
 
 
