@@ -114,7 +114,7 @@ def encode(obj: object) -> object:
     ``torch.save`` writes it and ``torch.load(..., weights_only=True)`` reads it back without
     running any code; ``decode(encode(x))`` gives ``x`` back (tuples as tuples).
 
-    Lesson: notebooks/07_generative_models.ipynb
+    Lesson: notebooks/11_generative_models.ipynb
     """
     if isinstance(obj, NoiseSchedule):
         return {"__schedule__": obj.betas.double().clone(), "name": obj.name}
@@ -134,7 +134,7 @@ def encode(obj: object) -> object:
 def decode(obj: object) -> object:
     """The inverse of ``encode``.
 
-    Lesson: notebooks/07_generative_models.ipynb
+    Lesson: notebooks/11_generative_models.ipynb
     """
     if isinstance(obj, dict):
         if "__schedule__" in obj:

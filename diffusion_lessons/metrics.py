@@ -1,6 +1,6 @@
 """Measuring sample quality offline: a Fréchet distance on the features of a small MNIST classifier.
 
-Lessons: notebooks/05_sampling.ipynb (steps vs quality), 06_guidance.ipynb, 07_generative_models.ipynb
+Lessons: notebooks/05_sampling.ipynb (steps vs quality), 06_guidance.ipynb, 11_generative_models.ipynb
 
 FID (Heusel et al. 2017) compares two sets of images through the features a network
 extracts from them: fit a Gaussian N(μ, Σ) to each set's features and take the Fréchet
@@ -137,7 +137,7 @@ def classifier(device: str | torch.device = "cpu") -> MnistClassifier:
     ``classifier().card`` holds the command that trained it, the machine, the wall time
     and its held-out accuracy.
 
-    Lesson: notebooks/07_generative_models.ipynb
+    Lesson: notebooks/11_generative_models.ipynb
     """
     return _load_classifier(str(torch.device(device)))
 
@@ -171,7 +171,7 @@ def features(images: Tensor, batch_size: int = 500) -> Tensor:
 
     Runs on the images' device, ``batch_size`` images at a time.
 
-    Lesson: notebooks/07_generative_models.ipynb
+    Lesson: notebooks/11_generative_models.ipynb
     """
     _check_batch_size(batch_size)
     return _features(_check_images(images, "images"), batch_size)
@@ -191,7 +191,7 @@ def label_agreement(images: Tensor, labels: Tensor) -> float:
     For class-conditional samples, the labels asked for: 1.0 means every sample is
     recognisably the requested digit. Chance level is 0.1.
 
-    Lesson: notebooks/07_generative_models.ipynb
+    Lesson: notebooks/11_generative_models.ipynb
     """
     images = _check_images(images, "images")
     labels = torch.as_tensor(labels)
@@ -212,7 +212,7 @@ def frechet_distance(real: Tensor, fake: Tensor) -> float:
     FD = ‖μ_r - μ_f‖² + Tr(Σ_r + Σ_f - 2 (Σ_r Σ_f)^½), in float64. Lower is better;
     biased upward at small N, so compare only at equal N (see the module docstring).
 
-    Lesson: notebooks/07_generative_models.ipynb
+    Lesson: notebooks/11_generative_models.ipynb
     """
     real, fake = _check_images(real, "real"), _check_images(fake, "fake")
     dim = classifier(real.device).num_features

@@ -9,7 +9,7 @@ is the one it was trained with), one state dict (EMA or raw, measured) and a ``c
 the machine, the training time and the measured figures. ``weights/README.md`` says how
 each file was made. Loading uses ``torch.load(weights_only=True)``: no code runs.
 
-Lessons: notebooks/05_sampling.ipynb, 06_guidance.ipynb, 07_generative_models.ipynb
+Lessons: notebooks/05_sampling.ipynb, 06_guidance.ipynb, 11_generative_models.ipynb
 """
 
 from __future__ import annotations

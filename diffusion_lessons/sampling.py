@@ -37,7 +37,7 @@ t near T, ε is hard to predict and the ε-form of the step divides by √α_t (
 clipped last β of 0.999 in the cosine schedule): without the clip, a small error there
 can blow a sample up. ``clip_x0=False`` runs the textbook algorithms exactly; use it
 whenever the data are not images in [-1, 1]: 2-D toy points, or the latent codes of
-latent diffusion (lesson 07), which clipping would distort.
+latent diffusion (lesson 11), which clipping would distort.
 """
 
 from __future__ import annotations

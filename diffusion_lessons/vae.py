@@ -1,6 +1,6 @@
 """A small variational auto-encoder for digits: the generative model diffusion is compared with.
 
-Lesson: notebooks/07_generative_models.ipynb
+Lesson: notebooks/11_generative_models.ipynb
 
 The model (Kingma & Welling 2014, "Auto-Encoding Variational Bayes"):
 
@@ -70,7 +70,7 @@ IMAGE_SHAPE = (1, 28, 28)  # the VAE is built for MNIST-sized digits
 class VAEConfig:
     """The VAE's shape and how to train it. Frozen: one config, one repeatable run.
 
-    Lesson: notebooks/07_generative_models.ipynb
+    Lesson: notebooks/11_generative_models.ipynb
     """
 
     latent_dim: int = 16  # size of the latent code z (2 makes a map you can plot, with blurrier digits)
@@ -113,7 +113,7 @@ class VAE(nn.Module):
     slant, thickness, shape). Every method takes the labels ``y`` (B,), required exactly
     when the model is conditional.
 
-    Lesson: notebooks/07_generative_models.ipynb
+    Lesson: notebooks/11_generative_models.ipynb
     """
 
     def __init__(self, config: VAEConfig | None = None):
@@ -184,7 +184,7 @@ class VAE(nn.Module):
 
         A conditional VAE needs the labels ``y`` (n,) of the digits to draw.
 
-        Lesson: notebooks/07_generative_models.ipynb
+        Lesson: notebooks/11_generative_models.ipynb
         """
         if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
             raise ValueError(f"n must be a positive integer, got {n!r}")
@@ -202,7 +202,7 @@ class VAE(nn.Module):
 def reparameterize(mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """z = μ + σ·ε with ε ~ N(0, I): a draw from N(μ, σ²) that gradients can flow through to μ and σ.
 
-    Lesson: notebooks/07_generative_models.ipynb
+    Lesson: notebooks/11_generative_models.ipynb
     """
     eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)  # ε ~ N(0, I)
     return mu + (0.5 * logvar).exp() * eps  # σ = exp(½ log σ²)
@@ -213,7 +213,7 @@ def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
 
     Kingma & Welling 2014, Appendix B.
 
-    Lesson: notebooks/07_generative_models.ipynb
+    Lesson: notebooks/11_generative_models.ipynb
     """
     return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).sum(dim=1)
 
@@ -226,7 +226,7 @@ def elbo_terms(
     recon = −log p_θ(x | z) for one draw z ~ q_φ(z | x) (Bernoulli on pixels rescaled to [0, 1]);
     kl = KL(q_φ(z | x) ‖ N(0, I)) in closed form. −ELBO = recon + kl. Labels y (B,) for a conditional VAE.
 
-    Lesson: notebooks/07_generative_models.ipynb
+    Lesson: notebooks/11_generative_models.ipynb
     """
     logits, mu, logvar = model(x, y, generator=generator)
     target = (x + 1) / 2  # pixels from [-1, 1] to [0, 1], the Bernoulli's range
@@ -238,7 +238,7 @@ def elbo_terms(
 class VAEResult:
     """What ``train_vae`` returns: the trained model (eval mode) and its loss history.
 
-    Lesson: notebooks/07_generative_models.ipynb
+    Lesson: notebooks/11_generative_models.ipynb
     """
 
     model: VAE  # the trained VAE, in eval mode
@@ -263,7 +263,7 @@ def train_vae(
     random state is left as it was. Runs on the device of ``images``.
     ``callback({"step", "loss", "model"})`` runs every ``log_every`` steps, e.g. to draw samples.
 
-    Lesson: notebooks/07_generative_models.ipynb
+    Lesson: notebooks/11_generative_models.ipynb
     """
     config = config or VAEConfig()
     if not isinstance(config, VAEConfig):
