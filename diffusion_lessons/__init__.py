@@ -9,15 +9,18 @@ The public API, in the order the lessons meet it:
 - the denoiser ``UNet`` (lesson 03) and its training, ``train`` with ``TrainConfig`` (lesson 04);
 - the reverse process in ``sampling`` (lesson 05), the shipped models ``pretrained`` and the
   quality measures in ``metrics``;
+- scores, SDEs and EDM's σ view in ``continuous``, with ``karras_sigmas`` and the sampler
+  ``edm_sample`` (lesson 08);
 - the course manifest in ``book``.
 """
 
+from .continuous import karras_sigmas
 from .data import load_dataset, mnist5k, sklearn_digits, toy_2d
 from .noising import markov_chain, markov_step, q_posterior, q_sample
 from .pretrained import pretrained
 from .quiz import load_quiz
 from .runtime import budget, default_device
-from .sampling import ddpm_sample
+from .sampling import ddpm_sample, edm_sample
 from .schedules import NoiseSchedule
 from .training import TrainConfig, diffusion_loss, ema_decay_at, train
 from .unet import MLPDenoiser, UNet, UNetConfig
@@ -34,7 +37,9 @@ __all__ = [
     "ddpm_sample",
     "default_device",
     "diffusion_loss",
+    "edm_sample",
     "ema_decay_at",
+    "karras_sigmas",
     "load_dataset",
     "load_quiz",
     "markov_chain",

@@ -332,3 +332,38 @@ def compare_histograms(
     ax.set_title(title)
     ax.legend(fontsize=8)
     return fig
+
+
+def trajectory_panels(
+    paths: Mapping[str, Tensor],
+    title: str,
+    data: Tensor | None = None,
+    lim: float = 2.0,
+    show: int = 12,
+) -> Figure:
+    """Paths of 2-D points, one panel per entry: each entry (S, N, 2) holds S recorded states of N points.
+
+    The end points (the last state) are drawn as a cloud, and the first ``show`` paths as lines from a
+    circle (their start) to a cross (their end). ``data`` (M, 2), if given, is drawn underneath in grey.
+
+    Lesson: notebooks/08_continuous_time.ipynb
+    """
+    if not paths:
+        raise ValueError("paths must hold at least one entry {title: (S, N, 2) states}")
+    for name, p in paths.items():
+        if p.ndim != 3 or p.shape[2] != 2:
+            raise ValueError(f"each entry must have shape (S, N, 2), got {tuple(p.shape)} for {name!r}")
+    fig = Figure(figsize=(3.2 * len(paths), 3.4), layout="constrained")
+    axes = fig.subplots(1, len(paths), squeeze=False)[0]
+    for ax, (name, p) in zip(axes, paths.items(), strict=True):
+        p = p.detach().float().cpu()
+        if data is not None:
+            draw_cloud(ax, data, name, lim, color="0.75")
+        draw_cloud(ax, p[-1], name, lim)
+        for k in range(min(show, p.shape[1])):
+            ax.plot(p[:, k, 0], p[:, k, 1], "-", color="C3", lw=0.8, alpha=0.8)
+            ax.plot(p[0, k, 0], p[0, k, 1], "o", color="C3", ms=3)
+            ax.plot(p[-1, k, 0], p[-1, k, 1], "x", color="k", ms=4)
+    axes[0].set_ylabel("$x_2$")
+    fig.suptitle(title)
+    return fig

@@ -42,6 +42,7 @@ latent diffusion (lesson 11), which clipping would distort.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable
 from numbers import Integral, Real
@@ -53,12 +54,14 @@ from .noising import as_timesteps, check_noise, extract, q_posterior
 from .schedules import NoiseSchedule
 
 __all__ = [
+    "EpsDenoiser",
     "ddim_sample",
     "ddim_step",
     "ddim_timesteps",
     "ddpm_sample",
     "ddpm_step",
     "dpm_solver_sample",
+    "edm_sample",
     "guided_eps",
     "predict_x0",
 ]
@@ -465,3 +468,132 @@ def dpm_solver_sample(
         if callback is not None:
             callback({"i": i, "t": t, "x_t": x, "x0_hat": x0_hat})
     return x
+
+
+# ------------------------------------------------------------------------- EDM (lesson 08)
+class EpsDenoiser:
+    """An ε-model trained on a discrete schedule, seen as EDM's denoiser D(x; σ) (Karras et al. 2022, Table 1):
+
+        D(x; σ) = c_skip x + c_out ε_θ(c_in x, c_noise),  c_skip = 1, c_out = -σ, c_in = 1/√(σ²+1),
+
+    with c_noise the step t whose σ_t is σ: x = x_t/√ᾱ_t, so c_in x = x_t is the input the
+    network was trained on, and D = x - σ ε̂ = x̂_0. The network only knows the schedule's T
+    levels σ_t: ``round_sigma`` snaps a σ to the nearest one, as EDM does for the discrete
+    iDDPM model; with ``round_sigma=False`` t is interpolated in log σ between two steps
+    (a fractional t, which the sinusoidal embedding accepts but the network never saw).
+    ``clip_x0`` clips D to [-1, 1] like the other samplers. ``calls`` counts denoiser calls.
+
+    Lesson: notebooks/08_continuous_time.ipynb
+    """
+
+    def __init__(self, model: nn.Module, s: NoiseSchedule, y: Tensor | None = None, guidance: float = 1.0,
+                 clip_x0: bool = False, round_sigma: bool = True):
+        from .continuous import schedule_sigmas
+
+        if not callable(model):
+            raise ValueError(f"model must be callable as model(x_t, t) or model(x_t, t, y), "
+                             f"got {type(model).__name__}")
+        _check_schedule(s)
+        _check_real(guidance, "guidance")
+        for flag, name in ((clip_x0, "clip_x0"), (round_sigma, "round_sigma")):
+            if not isinstance(flag, bool):
+                raise ValueError(f"{name} must be True or False, got {flag!r}")
+        self.model, self.s, self.y, self.guidance = model, s, y, float(guidance)
+        self.clip_x0, self.rounding = clip_x0, round_sigma
+        self.sigmas = schedule_sigmas(s)  # (T,) σ_t, increasing, float64
+        self.log_sigmas = self.sigmas.log().tolist()
+        self.calls = 0
+
+    @property
+    def sigma_min(self) -> float:
+        return float(self.sigmas[0])
+
+    @property
+    def sigma_max(self) -> float:
+        return float(self.sigmas[-1])
+
+    def round_sigma(self, sigma: float) -> float:
+        """The trained σ_t nearest to σ (EDM's ``round_sigma``); σ itself when ``round_sigma=False``."""
+        if not self.rounding:
+            return float(min(max(sigma, self.sigma_min), self.sigma_max))
+        return float(self.sigmas[int((self.sigmas - sigma).abs().argmin())])
+
+    def t_of(self, sigma: float) -> float | int:
+        """c_noise: the step t with σ_t = σ (rounded to the nearest step, or interpolated in log σ)."""
+        if self.rounding:
+            return int((self.sigmas - sigma).abs().argmin())
+        log_sigma = math.log(min(max(sigma, self.sigma_min), self.sigma_max))
+        i = min(max(bisect.bisect_left(self.log_sigmas, log_sigma), 1), self.s.T - 1)  # log σ_{i-1} < log σ <= log σ_i
+        lo, hi = self.log_sigmas[i - 1], self.log_sigmas[i]
+        return i - 1 + (log_sigma - lo) / (hi - lo)
+
+    def __call__(self, x: Tensor, sigma: float) -> Tensor:
+        t = self.t_of(sigma)
+        if self.rounding:
+            sigma = float(self.sigmas[t])
+        x_t = x / math.sqrt(1 + sigma**2)  # c_in x = √ᾱ x: the chain's variable
+        tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long if self.rounding else x.dtype)
+        eps = guided_eps(self.model, x_t, tt, self.y, self.guidance)
+        self.calls += 1
+        denoised = x - sigma * eps  # c_skip x + c_out ε̂
+        return denoised.clamp(-1, 1) if self.clip_x0 else denoised
+
+
+@torch.no_grad()
+def edm_sample(
+    model: nn.Module,
+    x_T: Tensor,
+    s: NoiseSchedule,
+    steps: int = 18,
+    rho: float = 7.0,
+    churn: float = 0.0,
+    method: str = "heun",
+    sigma_min: float | None = None,
+    sigma_max: float | None = None,
+    generator: torch.Generator | None = None,
+    callback: Callable[[dict], None] | None = None,
+    y: Tensor | None = None,
+    guidance: float = 1.0,
+    clip_x0: bool = True,
+    round_sigma: bool = True,
+) -> Tensor:
+    """EDM's sampler (Karras et al. 2022, Algorithm 1, or 2 with ``churn > 0``) for an ε-model trained on ``s``.
+
+    1. the ``steps`` levels ``karras_sigmas(steps, sigma_min, sigma_max, rho)``, each rounded to the
+       nearest σ_t the network was trained on (``EpsDenoiser``; a level that rounds onto the one
+       before is dropped: a zero-length step would cost network calls for nothing), then 0;
+    2. x = x_T · √(1 + σ_max²): x_T ~ N(0, I) is the chain's variable at σ_max, as for the other samplers;
+    3. Heun steps (``method="heun"``, 2·steps - 1 network calls) or Euler steps (``"euler"``: DDIM
+       with η = 0 at these steps, ``steps`` calls) on dx/dσ = (x - D(x; σ))/σ, down to σ = 0.
+
+    Defaults: ``sigma_min`` the schedule's smallest σ (step 0), ``sigma_max`` 80 as in EDM (or the
+    schedule's largest σ if smaller). Above 80 the cosine schedule's last, clipped step jumps from
+    σ = 641 to 20291, where x_t is noise either way: steps spent there are wasted.
+    ``round_sigma=False`` keeps the Karras levels as they are and gives the network fractional
+    steps t(σ) instead (``EpsDenoiser``). ``callback({"i", "t", "sigma", "x_t", "x0_hat"})`` after
+    each step, x_t in the chain's scale.
+
+    Lesson: notebooks/08_continuous_time.ipynb
+    """
+    from .continuous import _real, edm_solve, karras_sigmas
+
+    _check_sampler(model, x_T, s, generator, callback, y, guidance, clip_x0)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if method not in ("euler", "heun"):
+        raise ValueError(f"method must be 'euler' or 'heun', got {method!r}")
+    denoiser = EpsDenoiser(model, s, y=y, guidance=guidance, clip_x0=clip_x0, round_sigma=round_sigma)
+    low = denoiser.sigma_min if sigma_min is None else _real(sigma_min, "sigma_min", 0.0, low_open=True)
+    high = min(80.0, denoiser.sigma_max) if sigma_max is None else _real(sigma_max, "sigma_max", 0.0, low_open=True)
+    levels = [denoiser.round_sigma(v) for v in karras_sigmas(steps, low, high, rho)[:-1].tolist()]  # checks them
+    levels = [v for i, v in enumerate(levels) if i == 0 or v != levels[i - 1]] + [0.0]
+    x = x_T * math.sqrt(1 + levels[0] ** 2)  # x = x_t/√ᾱ at σ_max
+
+    def report(info: dict) -> None:
+        x_t = info["x"] / math.sqrt(1 + info["sigma_next"] ** 2)
+        callback({"i": info["i"], "t": denoiser.t_of(info["sigma_hat"]), "sigma": info["sigma_hat"], "x_t": x_t,
+                  "x0_hat": info["denoised"]})
+
+    return edm_solve(denoiser, x, torch.tensor(levels, dtype=torch.float64), method=method, churn=churn,
+                     round_sigma=denoiser.round_sigma, generator=generator,
+                     callback=None if callback is None else report)
