@@ -44,16 +44,20 @@ from diffusion_lessons import metrics, sampling
 from diffusion_lessons.pretrained import RESULTS_DIR, pretrained
 from diffusion_lessons.runtime import cpu_name, write_atomic
 
+CHURN = 10.0  # EDM Alg. 2 S_churn for the "heunc" rows: γ = min(10/N, √2 - 1)
 DEFAULT_OUT = RESULTS_DIR / "sampling_quality.json"  # shipped in the package: lesson 05 reads it
 DEFAULT_SAMPLERS = ["dpm:10", "dpm:20", "dpm1:10", "dpm1:20", "ddim:10", "ddim:20", "ddim:50", "ddim:100", "ddim1:20",
                     "ddim1:50", "ddpm:1000"]  # cheap ones first
 NAMES = {"ddpm": "DDPM (ancestral, σ²=β̃)", "ddim": "DDIM η=0", "ddim1": "DDIM η=1", "dpm": "DPM-Solver++(2M)",
-         "dpm1": "SDE-DPM-Solver++(2M) η=1"}
+         "dpm1": "SDE-DPM-Solver++(2M) η=1", "euler": "Euler, Karras σ (EDM)", "heun": "Heun, Karras σ (EDM Alg. 1)",
+         "heuni": "Heun, Karras σ, fractional t", "heunc": f"Heun + churn {CHURN:g} (EDM Alg. 2)"}
+EDM_KINDS = {"euler": {"method": "euler"}, "heun": {}, "heuni": {"round_sigma": False}, "heunc": {"churn": CHURN}}
 
 
 
 def parse_sampler(spec: str) -> tuple[str, int]:
-    """"ddim:20" -> ("ddim", 20). Kinds: ddpm (steps must be T), ddim (η=0), ddim1 (η=1), dpm (η=0), dpm1 (η=1)."""
+    """"ddim:20" -> ("ddim", 20). Kinds: ddpm (steps must be T), ddim (η=0), ddim1 (η=1), dpm (η=0), dpm1 (η=1),
+    and lesson 08's euler, heun, heuni (fractional t), heunc (churn): these take Karras levels, not steps."""
     kind, _, steps = spec.partition(":")
     if kind not in NAMES or not steps.isdigit():
         raise argparse.ArgumentTypeError(f"a sampler is KIND:STEPS with KIND in {sorted(NAMES)}, got {spec!r}")
@@ -70,12 +74,28 @@ def sample(model, s, kind: str, steps: int, x_T: torch.Tensor, y: torch.Tensor, 
             if steps != s.T:
                 raise ValueError(f"DDPM runs every step: ddpm:{s.T}, got ddpm:{steps}")
             out.append(sampling.ddpm_sample(model, xb, s, **common))
+        elif kind in EDM_KINDS:  # lesson 08: ``steps`` Karras levels, 2·steps - 1 calls for Heun
+            method = EDM_KINDS[kind].get("method", "heun")
+            options = {k: v for k, v in EDM_KINDS[kind].items() if k != "method"}
+            out.append(sampling.edm_sample(model, xb, s, steps=steps, method=method, **options, **common))
         elif kind in ("ddim", "ddim1"):
             out.append(sampling.ddim_sample(model, xb, s, steps=steps, eta=0.0 if kind == "ddim" else 1.0, **common))
         else:
             eta = 1.0 if kind == "dpm1" else 0.0
             out.append(sampling.dpm_solver_sample(model, xb, s, steps=steps, eta=eta, **common))
     return torch.cat(out).clamp(-1, 1)  # (N, 1, 28, 28)
+
+
+class Counted:
+    """The model, counting its calls: the network evaluations (NFE) each sampler spends."""
+
+    def __init__(self, model):
+        self.model, self.calls = model, 0
+        self.null_label = getattr(model, "null_label", None)
+
+    def __call__(self, *args):
+        self.calls += 1
+        return self.model(*args)
 
 
 def preview(images: torch.Tensor) -> str:
@@ -181,17 +201,20 @@ def main(argv: list[str] | None = None) -> int:
     with torch.inference_mode():
         for kind, steps in args.samplers:
             load = os.getloadavg()[0]
+            counted = Counted(model)
             start = time.perf_counter()
-            images = sample(model, s, kind, steps, x_T, y, args.batch, args.seed)
+            images = sample(counted, s, kind, steps, x_T, y, args.batch, args.seed)
             seconds = time.perf_counter() - start
-            row = {"sampler": NAMES[kind], "kind": kind, "steps": steps, "seconds": round(seconds, 2),
+            batches = -(-args.n // args.batch)
+            row = {"sampler": NAMES[kind], "kind": kind, "steps": steps, "nfe": counted.calls // batches,
+                   "seconds": round(seconds, 2),
                    "fld": metrics.frechet_distance(reference, images),
                    "label_agreement": metrics.label_agreement(images, y), "preview": preview(images),
                    "load_average": [round(load, 2), round(os.getloadavg()[0], 2)]}  # 1-min, before and after
             results["rows"].append(row)
             results["load_average_at_end"] = round(os.getloadavg()[0], 2)
             write_json(args.out, results)
-            print(f"{row['sampler']:>24} {steps:>5} steps: FLD {row['fld']:8.3f}  agreement "
+            print(f"{row['sampler']:>30} {steps:>5} steps, {row['nfe']:>4} calls: FLD {row['fld']:8.3f}  agreement "
                   f"{row['label_agreement']:.3f}  {seconds:7.1f} s", flush=True)
     print()
     print(markdown_table(results))

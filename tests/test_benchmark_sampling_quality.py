@@ -45,10 +45,12 @@ def test_main_writes_rows_previews_and_a_table(bench, monkeypatch, tmp_path, cap
     out = tmp_path / "q.json"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # FLD warns at N below the feature dimension
-        assert bench.main(["--n", "12", "--batch", "5", "--samplers", "ddim:2", "dpm:2", f"ddpm:{T}",
-                           "--out", str(out)]) == 0
+        assert bench.main(["--n", "12", "--batch", "5", "--samplers", "ddim:2", "dpm:2", f"ddpm:{T}", "heun:3",
+                           "euler:3", "heunc:2", "--out", str(out)]) == 0
     results = json.loads(out.read_text())
-    assert [(r["kind"], r["steps"]) for r in results["rows"]] == [("ddim", 2), ("dpm", 2), ("ddpm", T)]
+    assert [(r["kind"], r["steps"]) for r in results["rows"]] == [("ddim", 2), ("dpm", 2), ("ddpm", T), ("heun", 3),
+                                                                  ("euler", 3), ("heunc", 2)]
+    assert [r["nfe"] for r in results["rows"]] == [2, 2, T, 5, 3, 3]  # network calls: Heun makes 2·steps - 1
     assert results["n"] == 12 and results["machine"] and results["model"]["final"] is False
     for r in [*results["rows"], results["real"]]:
         assert r["fld"] >= 0 and 0 <= r["label_agreement"] <= 1
@@ -59,6 +61,6 @@ def test_main_writes_rows_previews_and_a_table(bench, monkeypatch, tmp_path, cap
 
 def test_sampler_specs_are_checked(bench):
     assert bench.parse_sampler("ddim:20") == ("ddim", 20)
-    for bad in ("ddim", "euler:10", "ddim:x"):
+    for bad in ("ddim", "rk4:10", "ddim:x"):
         with pytest.raises(Exception, match="KIND:STEPS"):
             bench.parse_sampler(bad)
