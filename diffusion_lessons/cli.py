@@ -293,7 +293,7 @@ def _train(args: argparse.Namespace) -> int:
     config = TrainConfig(
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
         ema_decay=args.ema_decay, ema_power=args.ema_power, p_uncond=args.p_uncond, prediction=args.prediction,
-        schedule=args.schedule, T=args.T, seed=args.seed,
+        objective=args.objective, schedule=args.schedule, T=args.T, seed=args.seed,
         device=args.device, precision=args.precision, compile=args.compile, log_every=args.log_every,
         checkpoint_every=args.checkpoint_every, num_workers=args.num_workers,
     )
@@ -448,6 +448,8 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--class-cond", action="store_true", help="condition on labels (for guidance)")
     p.add_argument("--prediction", choices=["eps", "v"], default="eps")
+    p.add_argument("--objective", choices=["diffusion", "flow"], default="diffusion",
+                   help="diffusion (DDPM, on --schedule) or flow (flow matching, lesson 09)")
     p.add_argument("--schedule", default="linear", help="linear, cosine or sigmoid")
     p.add_argument("--T", type=int, default=1000, help="diffusion steps")
     p.add_argument("--seed", type=int, default=0)

@@ -137,21 +137,28 @@ def _check_labels(y: object, x: Tensor, model: object, check_values: bool) -> No
         raise ValueError(f"y must hold labels in [0, {null - 1}] (or {null}, the model's null_label), got {bad}")
 
 
-def _check_sampler(model: object, x_T: object, s: object, generator: object, callback: object, y: object,
-                   guidance: object, clip_x0: object) -> None:
-    """The arguments every sampler shares, checked once before the first network call."""
+def _check_sampler_common(model: object, x: object, name: str, generator: object, callback: object, y: object,
+                          guidance: object) -> None:
+    """The arguments every sampler shares (diffusion's and flow matching's), checked once before the first call;
+    ``x`` is the starting noise, called ``name``."""
     if not callable(model):
         raise ValueError(f"model must be callable as model(x_t, t) or model(x_t, t, y), got {type(model).__name__}")
-    _check_tensor(x_T, "x_T")
-    if x_T.numel() and not bool(torch.isfinite(x_T).all()):  # one read-back per call, not per step
-        raise ValueError("x_T must be finite, got NaN or inf values")
-    _check_schedule(s)
-    _check_generator(generator, x_T)
+    _check_tensor(x, name)
+    if x.numel() and not bool(torch.isfinite(x).all()):  # one read-back per call, not per step
+        raise ValueError(f"{name} must be finite, got NaN or inf values")
+    _check_generator(generator, x)
     if callback is not None and not callable(callback):
         raise ValueError(f"callback must be callable (it gets a dict after each step) or None, "
                          f"got {type(callback).__name__}")
     _check_real(guidance, "guidance")
-    _check_labels(y, x_T, model, check_values=True)
+    _check_labels(y, x, model, check_values=True)
+
+
+def _check_sampler(model: object, x_T: object, s: object, generator: object, callback: object, y: object,
+                   guidance: object, clip_x0: object) -> None:
+    """The arguments every diffusion sampler shares, checked once before the first network call."""
+    _check_schedule(s)
+    _check_sampler_common(model, x_T, "x_T", generator, callback, y, guidance)
     if not isinstance(clip_x0, bool):
         raise ValueError(f"clip_x0 must be True or False, got {clip_x0!r}")
 

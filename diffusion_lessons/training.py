@@ -5,7 +5,9 @@ Lesson: notebooks/04_training.ipynb
 The objective (Ho et al. 2020, Algorithm 1): draw x_0 from the data, t uniformly from
 {0, ..., T-1} and ε ~ N(0, I); form x_t = √ᾱ_t x_0 + √(1-ᾱ_t) ε; minimise ‖ε - ε_θ(x_t, t)‖².
 With ``prediction="v"`` the network predicts v = √ᾱ_t ε - √(1-ᾱ_t) x_0 instead
-(Salimans & Ho 2022), which behaves better at the ends of the schedule.
+(Salimans & Ho 2022), which behaves better at the ends of the schedule. With
+``objective="flow"`` the same loop trains flow matching instead (``flow.flow_matching_loss``,
+lesson 09): t ~ U[0, 1], x_t = (1 - t)·noise + t·x_1, target x_1 - noise.
 
 Everything about GPUs lives in this module: the device in ``_setup_device``, and the
 settings in one block of ``train``: bf16 autocast, channels_last, torch.compile, fused
@@ -33,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 
+from .flow import _flow_matching_loss
 from .noising import extract, q_sample
 from .runtime import default_device, save_atomic
 from .schedules import NoiseSchedule
@@ -51,6 +54,7 @@ __all__ = [
 ]
 
 PREDICTIONS = ("eps", "v")
+OBJECTIVES = ("diffusion", "flow")
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ class TrainConfig:
     ema_decay: float = 0.999  # decay of the exponential moving average of the weights (its ceiling with ema_power)
     ema_power: float = 0.0  # EMA warm-up: decay min(ema_decay, 1 - (1 + k)^-ema_power) after k updates; 0: off
     prediction: str = "eps"  # what the network predicts: "eps" (DDPM) or "v"
+    objective: str = "diffusion"  # "diffusion" (DDPM, on the schedule) or "flow" (flow matching, lesson 09)
     schedule: str = "linear"  # noise schedule name, see NoiseSchedule.from_name
     T: int = 1000  # diffusion steps
     p_uncond: float = 0.1  # share of labels replaced by "no label" (classifier-free guidance)
@@ -115,12 +120,17 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, bool):
                 raise ValueError(f"{name} must be True or False, got {value!r}")
-        for name in ("prediction", "schedule", "device", "precision"):
+        for name in ("prediction", "objective", "schedule", "device", "precision"):
             value = getattr(self, name)
             if not isinstance(value, str):
                 raise ValueError(f"{name} must be a string, got {value!r}")
         if self.prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {PREDICTIONS}, got {self.prediction!r}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.objective == "flow" and self.prediction != "eps":
+            raise ValueError(f"prediction={self.prediction!r} is for the diffusion objective; flow matching always "
+                             f"predicts the velocity x1 - x0")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
         if self.device != "auto":
@@ -442,6 +452,21 @@ def _as_dataset(data: Dataset | Tensor, labels: Tensor | None, null_label: int |
     return data
 
 
+def _paired_dataset(dataset: Dataset, data: Dataset | Tensor, noise: object, config: TrainConfig) -> Dataset:
+    """The data set with a fixed noise per example appended to each item (reflow's couplings)."""
+    if config.objective != "flow":
+        raise ValueError("noise pairs are for objective='flow' (reflow); the diffusion objective draws its own noise")
+    if not isinstance(data, Tensor):
+        raise ValueError("noise pairs are only taken with a tensor of data, not a Dataset")
+    if not isinstance(noise, Tensor) or not noise.is_floating_point():
+        raise ValueError(f"noise must be a float tensor shaped like the data {tuple(data.shape)}, "
+                         f"got {type(noise).__name__ if not isinstance(noise, Tensor) else noise.dtype}")
+    if noise.shape != data.shape:
+        raise ValueError(f"noise must have the data's shape {tuple(data.shape)}, one noise per example, "
+                         f"got {tuple(noise.shape)}")
+    return TensorDataset(*dataset.tensors, noise.to(data.dtype))
+
+
 def _warn_no_labels(null_label: int, stacklevel: int = 4) -> None:
     warnings.warn(f"the model is class-conditional (num_classes={null_label}) but no labels were given: it "
                   f"learns only the 'no label' class; pass labels=... or build an unconditional model",
@@ -474,6 +499,7 @@ def train(
     progress: bool = True,
     callback: Callable[[dict], None] | None = None,
     data_id: str | None = None,
+    noise: Tensor | None = None,
 ) -> TrainResult:
     """Train ``model`` to denoise ``data`` (a float tensor (N, ...) in [-1, 1] or a Dataset).
 
@@ -484,13 +510,18 @@ def train(
     loss so far) and ``resume=True`` continues from there exactly; ``data_id`` (e.g.
     "mnist5k:train") is stored in them and a resume on other data is refused.
     ``callback({"step", "loss", "model", "ema"})`` runs after every ``log_every`` steps
-    (rank 0 only), e.g. to draw samples along the way.
+    (rank 0 only), e.g. to draw samples along the way. ``noise`` (N, ...), only with
+    ``objective="flow"`` and a tensor of data, pairs a fixed noise with each example instead of a fresh
+    draw: rectified flow's "reflow" trains on such (noise, sample) couplings (lesson 09).
 
     Lesson: notebooks/04_training.ipynb
     """
     config = _check_train_arguments(model, config, resume, progress, callback, data_id, out_dir)
     null_label = getattr(model, "null_label", None)  # the "no label" class = num_classes; None: unconditional
     dataset = _as_dataset(data, labels, null_label)  # a tensor is checked whole here, a Dataset by its first batch
+    paired = noise is not None
+    if paired:
+        dataset = _paired_dataset(dataset, data, noise, config)
     ckpt_path = _checkpoint_path(out_dir, resume)
     device, rank, world, distributed = _setup_device(config)
     if config.batch_size % world:
@@ -529,20 +560,25 @@ def train(
     if resume:
         step, losses, data_id = _resume_run(ckpt_path, config, model, ema, optimizer, gen, data_id)
     batches = _batches(_loader(dataset, config, rank, world, pin_memory), step, device, memory_format,
-                       null_label, check_first=not isinstance(data, Tensor))
+                       null_label, check_first=not isinstance(data, Tensor), paired=paired)
     log = _LossLog(config, device, rank, world, step, losses, progress, callback, model, ema.module)
 
     # --- the loop: Ho et al. 2020, Algorithm 1 ------------------------------------------
     net.train()
     while step < config.steps:  # repeat
-        x0, y = next(batches)  # x_0 ~ q(x_0): this rank's rows of the global batch, with labels y or None
-        # t ~ Uniform({0, ..., T-1}), ε ~ N(0, I), and p_uncond of the labels replaced by "no label"
-        t, noise, y = _draw_t_noise_labels(config, x0, y, null_label, gen, rank, world, memory_format)
+        x0, y, pair = next(batches)  # x_0 ~ q(x_0): this rank's rows of the global batch, labels y or None
+        # t ~ Uniform({0, ..., T-1}) (flow: U[0, 1]), ε ~ N(0, I), and p_uncond of the labels replaced by "no label"
+        t, eps, y = _draw_t_noise_labels(config, x0, y, null_label, gen, rank, world, memory_format)
+        if pair is not None:  # reflow: the noise this example was generated from
+            eps = pair
         for group in optimizer.param_groups:  # linear warm-up of the learning rate
             group["lr"] = config.lr * _lr_factor(step, config.warmup_steps)
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
             # ‖ε - ε_θ(√ᾱ_t x_0 + √(1-ᾱ_t) ε, t)‖² (or v's); the data was checked before the loop
-            loss = _diffusion_loss(net, x0, s, t, noise, y, config.prediction, None)
+            if config.objective == "flow":  # ‖v_θ((1-t) ε + t x_1, t) - (x_1 - ε)‖², x_1 the data
+                loss = _flow_matching_loss(net, x0, eps, t, y)
+            else:
+                loss = _diffusion_loss(net, x0, s, t, eps, y, config.prediction, None)
         optimizer.zero_grad(set_to_none=True)  # take a gradient descent step on ∇_θ of the loss
         loss.backward()
         if config.grad_clip > 0:
@@ -606,8 +642,10 @@ def _loader(dataset: Dataset, config: TrainConfig, rank: int, world: int, pin_me
 
 
 def _batches(loader: DataLoader, step: int, device: torch.device, memory_format: torch.memory_format,
-             null_label: int | None, check_first: bool) -> Iterator[tuple[Tensor, Tensor | None]]:
-    """x_0 ~ q(x_0), forever: each batch of ``loader`` as (x0 on the device, labels or None), epoch after epoch.
+             null_label: int | None, check_first: bool,
+             paired: bool = False) -> Iterator[tuple[Tensor, Tensor | None, Tensor | None]]:
+    """x_0 ~ q(x_0), forever: each batch of ``loader`` as (x0 on the device, labels or None, paired noise or
+    None), epoch after epoch. ``paired``: the last tensor of each batch is the noise paired with x0.
 
     Starts at ``step``: a resumed run skips the batches it has already trained on. ``check_first``: check the
     first batch (a Dataset's items; a tensor of data was checked whole before training).
@@ -621,10 +659,15 @@ def _batches(loader: DataLoader, step: int, device: torch.device, memory_format:
             if check_first:  # warnings point at train's caller: _warn_*, _check_first_batch, here, train, caller
                 _check_first_batch(batch, null_label, stacklevel=5)
                 check_first = False
+            pair = None
+            if paired:
+                *batch, pair = batch
+                pair = pair.to(device, non_blocking=True)
             x0 = batch[0].to(device, non_blocking=True)  # from pinned memory: the copy overlaps compute
             if x0.ndim == 4:  # images, (B, C, H, W)
                 x0 = x0.contiguous(memory_format=memory_format)
-            yield x0, (batch[1] if len(batch) > 1 else None)
+                pair = pair.contiguous(memory_format=memory_format) if pair is not None else None
+            yield x0, (batch[1] if len(batch) > 1 else None), pair
         epoch, skip = epoch + 1, 0
 
 
@@ -643,7 +686,10 @@ def _draw_t_noise_labels(config: TrainConfig, x0: Tensor, y: Tensor | None, null
         return x[rank::world] if world > 1 else x
 
     B, device = config.batch_size, x0.device
-    t = mine(torch.randint(0, config.T, (B,), device=device, generator=gen))
+    if config.objective == "flow":  # flow matching's t ~ U[0, 1]
+        t = mine(torch.rand(B, device=device, generator=gen))
+    else:
+        t = mine(torch.randint(0, config.T, (B,), device=device, generator=gen))
     noise = mine(torch.randn((B, *x0.shape[1:]), device=device, generator=gen))
     if x0.ndim == 4:  # images: the same memory layout as x0
         noise = noise.contiguous(memory_format=memory_format)
