@@ -52,6 +52,8 @@ __all__ = [
     "check_cosine_schedule",
     "check_ddpm_step",
     "check_diffusion_loss",
+    "check_flow_matching_loss",
+    "check_flow_step",
     "check_guided_eps",
     "check_heun_step",
     "check_markov_step",
@@ -162,6 +164,8 @@ def encode(obj: object) -> object:
         return {"__spy__": obj.answer.clone()}
     if isinstance(obj, _Denoiser):
         return {"__denoiser__": [obj.a, obj.b, obj.c]}
+    if isinstance(obj, _Velocity):
+        return {"__velocity__": [obj.a, obj.b, obj.c, obj.d]}
     if isinstance(obj, tuple):
         return {"__tuple__": [encode(o) for o in obj]}
     if isinstance(obj, list):
@@ -185,6 +189,8 @@ def decode(obj: object) -> object:
             return _Spy(obj["__spy__"])
         if "__denoiser__" in obj:
             return _Denoiser(*(float(v) for v in obj["__denoiser__"]))
+        if "__velocity__" in obj:
+            return _Velocity(*(float(v) for v in obj["__velocity__"]))
         if "__tuple__" in obj:
             return tuple(decode(o) for o in obj["__tuple__"])
         return {k: decode(v) for k, v in obj.items()}
@@ -260,7 +266,9 @@ class _SpyModel(torch.nn.Module):
     def forward(self, x: Tensor, t: object = None, y: object = None) -> Tensor:
         self.calls.append({"x": _as_tensor(x), "t": _as_tensor(t) if isinstance(t, Tensor) else None,
                            "t_type": type(t).__name__})
-        return self.answer.to(x.dtype) if isinstance(x, Tensor) and x.is_floating_point() else self.answer
+        answer = self.answer.to(x.dtype) if isinstance(x, Tensor) and x.is_floating_point() else self.answer
+        return answer.clone() if answer is self.answer else answer  # a new tensor, as a network's output: under
+        # torch.no_grad() it carries no gradient (the leaf itself would, and a no_grad loss would pass)
 
 
 def _fresh(arg: object) -> object:
@@ -273,6 +281,8 @@ def _fresh(arg: object) -> object:
         return _SpyModel(arg.answer)
     if isinstance(arg, _Denoiser):
         return _DenoiserModel(arg.a, arg.b, arg.c)
+    if isinstance(arg, _Velocity):
+        return _VelocityModel(arg.a, arg.b, arg.c, arg.d)
     return arg
 
 
@@ -298,8 +308,8 @@ def run_cases(name: str, fn: Callable, cases: Sequence[tuple], seconds: float | 
     exception, with the learner's own line), ``result`` (a tensor, or None), ``returned`` (the
     type name of what fn returned) and ``changed`` (positions of arguments changed in place).
     For the loss, also ``calls`` (what the model was called with), ``requires_grad`` and
-    ``grad`` (∂loss/∂ε_θ after ``loss.backward()``); for a step handed a denoiser, ``calls`` (how
-    many times it was called). Runs stop at the first exception or at the
+    ``grad`` (∂loss/∂ε_θ after ``loss.backward()``); for a step handed a denoiser or a velocity
+    field, ``calls`` (how many times it was called). Runs stop at the first exception or at the
     time limit (``seconds``, all cases together; default ``TIME_LIMIT``).
 
     Lesson: notebooks/01_markov_noising.ipynb
@@ -336,6 +346,9 @@ def run_cases(name: str, fn: Callable, cases: Sequence[tuple], seconds: float | 
                     denoisers = [a for a in args if isinstance(a, _DenoiserModel)]
                     if denoisers:
                         run["calls"] = denoisers[0].calls  # how often fn asked the denoiser
+                    velocities = [a for a in args if isinstance(a, _VelocityModel)]
+                    if velocities:
+                        run["calls"] = velocities[0].calls  # how often fn asked the velocity field
         except CheckTimeout:
             runs[-1]["status"] = "timeout"
     return runs
@@ -379,6 +392,8 @@ def _describe(args: tuple) -> str:
             parts.append("model")
         elif isinstance(a, _Denoiser):
             parts.append("denoiser")
+        elif isinstance(a, _Velocity):
+            parts.append("velocity")
         else:
             parts.append(repr(a))
     return "(" + ", ".join(parts) + ")"
@@ -421,7 +436,9 @@ _ARG_NAMES = {"markov_step": ("x_prev", "t", "s", "noise"), "q_sample": ("x0", "
               "ddpm_step": ("eps", "t", "x_t", "s", "noise"), "guided_eps": ("eps_cond", "eps_uncond", "w"),
               "sinusoidal_embedding": ("t", "dim"), "cosine_schedule": ("T", "s"),
               "diffusion_loss": ("model", "x0", "s"), "mixture_score": ("x", "weights", "means", "covs"),
-              "heun_step": ("denoiser", "x", "sigma", "sigma_next")}
+              "heun_step": ("denoiser", "x", "sigma", "sigma_next"),
+              "flow_matching_loss": ("model", "x1", "noise", "t"),
+              "flow_step": ("velocity", "x", "t", "t_next", "method")}
 
 
 @dataclass(frozen=True)
@@ -1496,6 +1513,399 @@ def check_heun_step(fn: Callable[[Callable[[Tensor, float], Tensor], Tensor, flo
     return _check("heun_step", fn, seed)
 
 
+# ------------------------------------------------------ flow-matching loss (lesson 09)
+def _flow_loss_result(status: str, message: str, mistake: str | None = None) -> CheckResult:
+    return CheckResult("flow_matching_loss", status, message, mistake)
+
+
+def _flow_loss_cases(g: torch.Generator) -> list[tuple]:
+    """(model, x1, noise, t): images (8, 1, 4, 4), 2-D points (16, 2) with t = 0 among the times (torch.rand
+    draws it), and images (5, 1, 6, 6). No batch size equals a trailing dimension, so a t of shape (B,) that is
+    not reshaped never broadcasts by chance. t is uniform in [0, 0.98), one time per sample, all different:
+    close to t = 1 a right answer that reads the velocity off the path, (x1 − x_t)/(1 − t), loses its digits
+    in float32."""
+    out = []
+    for n, shape in enumerate([(8, 1, 4, 4), (16, 2), (5, 1, 6, 6)]):
+        x1 = torch.rand(shape, generator=g) * 2 - 1  # data in [-1, 1], as the lessons' images and points
+        noise = torch.randn(shape, generator=g)
+        t = torch.rand(shape[0], generator=g) * 0.98
+        if n == 1:
+            t[int(torch.randint(1, shape[0], (), generator=g))] = 0.0  # the path's start: x_t is the noise
+        out.append((_Spy(torch.randn(shape, generator=g)), x1, noise, t))
+    return out
+
+
+_FLOW_T_BROADCAST = ("t has shape (B,), one time per sample: reshape it so that it broadcasts over the other "
+                     "dimensions of x1, whatever they are (the checker hands your function images (B, 1, H, W) "
+                     "and 2-D points (B, 2)): `t_ = t.view(-1, *[1] * (x1.ndim - 1))`, then "
+                     "`x_t = (1 - t_) * noise + t_ * x1`. The model itself still gets t of shape (B,).")
+
+
+def _flow_time_fit(x_in: Tensor, x1: Tensor, noise: Tensor) -> tuple[Tensor, float]:
+    """The time s (B,) of each sample that best explains x_in = (1 - s)·noise + s·x1, and the largest residual."""
+    d = (x1 - noise).flatten(1)
+    s = ((x_in - noise).flatten(1) * d).sum(1) / (d * d).sum(1)
+    fitted = noise.flatten(1) + s[:, None] * d
+    return s, float((x_in.flatten(1) - fitted).abs().max())
+
+
+def _flow_model_input(x1: Tensor, noise: Tensor, t: Tensor, x_in: Tensor) -> CheckResult | str | None:
+    """What is wrong with the x_t the model was fed: None if it is (1 - t)·noise + t·x1, "swapped" if it is
+    t·noise + (1 - t)·x1 (named once the target is known), else the verdict. All float64."""
+    size = max(1.0, _size(x1, noise))
+
+    def near(a: Tensor) -> bool:
+        return bool(((x_in - a).abs() <= 1e-4 * size).all())
+
+    t_ = t.reshape(-1, *[1] * (x1.ndim - 1))
+    if near((1 - t_) * noise + t_ * x1):
+        return None
+    if near(t_ * noise + (1 - t_) * x1):
+        return "swapped"
+    if near((1 - t[0]) * noise + t[0] * x1):
+        return _flow_loss_result("failed", "every sample of x_t was made with the same time t[0]. Each sample has "
+                                 "its own time: reshape t (B,) to broadcast over the image, "
+                                 "`t_ = t.view(-1, *[1] * (x1.ndim - 1))`, and use t_ for all of them.",
+                                 "one_t_for_batch")
+    if near(x1):
+        return _flow_loss_result("failed", "the model was fed the data x1 itself. Feed it the point of the path at "
+                                 "time t, `x_t = (1 - t) * noise + t * x1` (t reshaped to broadcast).",
+                                 "clean_input")
+    s, residual = _flow_time_fit(x_in, x1, noise)
+    if residual <= 1e-4 * size and float((s - t).abs().max()) > 1e-3 and float(s.max() - s.min()) > 1e-3:
+        return _flow_loss_result("failed", "x_t lies on the straight path from noise to x1, but at times other than "
+                                 "the t your function is given: it draws its own t (e.g. `torch.rand`). Use the "
+                                 "`t` argument, so the result is exactly the one asked for.", "own_t")
+    keep = t < 0.999  # solve x_in = (1 - t)·ε + t·x1 for ε where 1 - t is not tiny
+    if bool(keep.sum() >= 2):
+        implied = (x_in[keep] - t_[keep] * x1[keep]) / (1 - t_[keep])
+        if float(implied.mean().abs()) < 0.3 and float((implied.std() - 1).abs()) < 0.3 \
+                and not bool(((implied - noise[keep]).abs() <= 1e-3 * size).all()):
+            return _flow_loss_result("failed", "x_t was made with noise of your function's own (e.g. "
+                                     "`torch.randn_like(x1)`), not the `noise` it is given. Use the argument, so the "
+                                     "result is exactly the one asked for.", "own_noise")
+    return _flow_loss_result("failed", "the model's input is not the point of the straight path "
+                             "x_t = (1 - t)·noise + t·x1 at the times t your function is given: at t = 0 it is the "
+                             "noise, at t = 1 the data.")
+
+
+def _flow_model_time(t: Tensor, call: dict) -> CheckResult | None:
+    """What is wrong with the t the model was told, or None if it is the t of the case."""
+    t_in, t_type = call.get("t"), str(call.get("t_type", ""))[:40]
+    not_passed = ("the model was not told the times t of x_t: call `model(x_t, t)` with the `t` your function is "
+                  "given, shape (B,). Without it the network cannot know where on the path x_t lies.")
+    if not isinstance(t_in, Tensor):
+        return _flow_loss_result("failed", not_passed + f" (It got {t_type.replace('NoneType', 'nothing')}.)",
+                                 "t_not_passed")
+    if not t_in.is_floating_point():
+        return _flow_loss_result("failed", f"the model got t of dtype {t_in.dtype}: times in [0, 1] are floats. "
+                                 "Pass the `t` you are given as it is.", "t_not_passed")
+    t_in, t = t_in.double(), t.double()
+    if t_in.numel() == t.numel() and t_in.shape != t.shape and torch.allclose(t_in.flatten(), t, atol=1e-6):
+        return _flow_loss_result("failed", f"the model got t of shape {tuple(t_in.shape)}: pass it as given, shape "
+                                 f"({t.numel()},), one time per sample (the reshaped t_ is for the interpolation "
+                                 "only).", "t_shape")
+    if t_in.shape == t.shape and torch.allclose(t_in, 1000 * t, rtol=1e-5, atol=1e-3):
+        return _flow_loss_result("failed", "the model got 1000·t. In this exercise pass t itself, in [0, 1]: the "
+                                 "package's `flow_matching_loss` scales by 1000 inside, for the U-Net's time "
+                                 "embedding, but the model here expects t as it is.", "t_scaled")
+    if t_in.shape == t.shape and torch.allclose(t_in, t, atol=1e-6):
+        return None
+    return _flow_loss_result("failed", not_passed, "t_not_passed")
+
+
+def _flow_loss_targets(x1: Tensor, noise: Tensor, pred: Tensor, loss: float, grad: Tensor,
+                       swapped: bool) -> CheckResult | None:
+    """Which target, and which scale, the loss used: read off its value and its gradient ∂loss/∂v_θ."""
+    n, batch = pred.numel(), pred.shape[0]
+    targets = {"right": x1 - noise, "velocity_reversed": noise - x1, "target_x1": x1, "target_noise": noise}
+    found = None
+    for name, u in targets.items():
+        diff = pred - u
+        c = loss / max(float((diff * diff).mean()), 1e-12)  # if loss = c · mean((v_θ − u)²), then
+        implied = pred - grad * n / (2 * c) if c > 0 else None  # ∂loss/∂v_θ = 2c·(v_θ − u)/n gives u back
+        if implied is not None and float((implied - u).abs().max()) <= 1e-3 * max(1.0, _size(u)):
+            found = name, c
+            break
+    if found is None:
+        return _flow_loss_result("failed", "x_t is made right, but the loss is not the mean squared error between "
+                                 "the model's output and the velocity x1 - noise: use "
+                                 "`F.mse_loss(model(x_t, t), x1 - noise)`.")
+    name, c = found
+    if swapped:
+        if name == "velocity_reversed":
+            return _flow_loss_result("failed", "you used the other time convention, that of rectified-flow codes "
+                                     "(Stable Diffusion 3, FLUX, diffusers): t = 1 is noise there, x_t = t·noise + "
+                                     "(1 - t)·x1 and the velocity noise - x1. In this course t = 0 is noise and "
+                                     "t = 1 data: x_t = (1 - t)·noise + t·x1, target x1 - noise.",
+                                     "t_convention_swapped")
+        return _flow_loss_result("failed", "noise and data are swapped in x_t: you made t·noise + (1 - t)·x1, which is "
+                                 "the data at t = 0. The path starts at the noise: x_t = (1 - t)·noise + t·x1.",
+                                 "noise_and_data_swapped")
+    if name == "velocity_reversed":
+        return _flow_loss_result("failed", "the target velocity points the wrong way: you used noise - x1. Along "
+                                 "x_t = (1 - t)·noise + t·x1 the velocity is dx_t/dt = x1 - noise, from noise "
+                                 "towards data.", "velocity_reversed")
+    if name == "target_x1":
+        return _flow_loss_result("failed", "the target is the data x1. The network predicts the velocity of the "
+                                 "path, dx_t/dt = x1 - noise: compare its output with `x1 - noise`.", "target_x1")
+    if name == "target_noise":
+        return _flow_loss_result("failed", "the target is the noise, as in lesson 04's ε-objective. Here the network "
+                                 "predicts the velocity dx_t/dt = x1 - noise: compare its output with "
+                                 "`x1 - noise`.", "target_noise")
+    if math.isclose(c, 1.0, rel_tol=1e-3):
+        return None
+    if math.isclose(c, n, rel_tol=1e-3) or math.isclose(c, n / batch, rel_tol=1e-3):
+        what = "all the elements" if math.isclose(c, n, rel_tol=1e-3) else "each sample's elements"
+        return _flow_loss_result("failed", f"your loss is a sum over {what}, {c:.0f} times the mean squared error: "
+                                 "its size (and the learning rate it needs) would change with the image size and "
+                                 "the batch. Take the mean: `F.mse_loss(pred, x1 - noise)` or "
+                                 "`((pred - (x1 - noise)) ** 2).mean()`.", "sum_not_mean")
+    return _flow_loss_result("failed", f"your loss is {c:.3g} times the mean squared error between the model's "
+                             "output and x1 - noise: use `F.mse_loss(model(x_t, t), x1 - noise)`.")
+
+
+def _flow_loss_verdict(case: tuple, run: dict) -> CheckResult | None:
+    """What is wrong with one run of the learner's flow-matching loss, or None if it is right."""
+    spy, x1, noise, t = case
+    changed = [i for i in run.get("changed") or [] if isinstance(i, int) and 1 <= i <= 3]
+    if changed:
+        which = _listed([("x1", "noise", "t")[i - 1] for i in changed], "and")
+        return _flow_loss_result("failed", f"your function changed its input {which} in place (e.g. `x1 *= ...` or "
+                                 "`noise.mul_(...)`). The caller still needs its tensors: compute new ones "
+                                 "(`x_t = (1 - t_) * noise + t_ * x1`).", "changed_input")
+    loss = run.get("result")
+    returned = str(run.get("returned", ""))[:40]
+    if returned in ("float", "int", "ndarray", "float64", "float32"):
+        return _flow_loss_result("failed", f"your function returned a {returned}, not a tensor that remembers how it "
+                                 "was computed: `loss.item()` (or numpy) cuts the loss off from the model, and "
+                                 "`loss.backward()` cannot train it. Return the tensor itself.", "not_differentiable")
+    if not isinstance(loss, Tensor):
+        if returned in ("", "NoneType"):
+            return _flow_loss_result("failed", "your function returned None: did you forget `return`?")
+        return _flow_loss_result("failed", f"expected the loss as a tensor, got {returned}.")
+    if loss.numel() != 1:
+        return _flow_loss_result("failed", f"the loss must be one number (a mean over the batch), got shape "
+                                 f"{tuple(loss.shape)}: use `F.mse_loss` or `.mean()`.")
+    calls = run.get("calls")
+    if not isinstance(calls, list) or len(calls) != 1:
+        return _flow_loss_result("failed", f"call the model exactly once, got {len(calls or [])} calls.")
+    x_in = calls[0].get("x")
+    if not isinstance(x_in, Tensor) or x_in.shape != x1.shape:
+        got = tuple(x_in.shape) if isinstance(x_in, Tensor) else str(calls[0].get("x"))[:40]
+        return _flow_loss_result("failed", f"the model was fed an x_t of shape {got}, not x1's shape "
+                                 f"{tuple(x1.shape)}. " + _FLOW_T_BROADCAST, "t_not_broadcast")
+    if not torch.isfinite(loss.double()).all() or not torch.isfinite(x_in.double()).all():
+        return _flow_loss_result("failed", "your loss (or the x_t you fed the model) contains NaN or inf: a division "
+                                 "by t or by 1 - t (t = 0 happens: `torch.rand` draws it)?", "not_finite")
+    x1, noise, t = x1.double(), noise.double(), t.double()
+    problem = _flow_model_input(x1, noise, t, x_in.double())
+    if isinstance(problem, CheckResult):
+        return problem
+    swapped = problem == "swapped"
+    if not swapped:
+        problem = _flow_model_time(t, calls[0])
+        if problem is not None:
+            return problem
+    if not run.get("requires_grad"):
+        return _flow_loss_result("failed", "your loss carries no gradient, so training could not change the model: "
+                                 "was it computed under `torch.no_grad()`, or `.detach()`ed? Return the loss as "
+                                 "computed from `model(x_t, t)`.", "not_differentiable")
+    grad = run.get("grad")
+    if not isinstance(grad, Tensor) or grad.shape != x1.shape:
+        return _flow_loss_result("failed", "no gradient reaches the model's output: the loss must be computed from "
+                                 "`model(x_t, t)` itself.", "not_differentiable")
+    return _flow_loss_targets(x1, noise, spy.answer.double(), float(loss.double()), grad.double(), swapped)
+
+
+def _judge_flow_loss(cases: list[tuple], runs: list) -> CheckResult:
+    for case, run in zip(cases, runs, strict=False):
+        problem = _run_problem("flow_matching_loss", run, len(cases))
+        if problem is not None and problem.status == "error" and "must match the size of tensor" in problem.message:
+            return _flow_loss_result("error", problem.message + " " + _FLOW_T_BROADCAST, "t_not_broadcast")
+        if problem is not None:
+            return problem
+        verdict = _flow_loss_verdict(case, run)
+        if verdict is not None:
+            return verdict
+    if len(runs) != len(cases):
+        return _flow_loss_result("failed", "the function's results could not be read back.")
+    return _flow_loss_result("passed", f"correct on {len(cases)} random batches: x_t on the straight path at each "
+                             "sample's own t, the model told t, and the velocity x1 - noise as the target of a mean "
+                             "squared error.")
+
+
+def check_flow_matching_loss(fn: Callable[[torch.nn.Module, Tensor, Tensor, Tensor], Tensor],
+                             seed: int | None = None) -> CheckResult:
+    """Check ``fn(model, x1, noise, t) -> loss``, the conditional flow-matching loss for given noise and times:
+
+        x_t = (1 - t)·noise + t·x1,   loss = mean ‖model(x_t, t) − (x1 − noise)‖²,
+
+    x1 and noise (B, ...), t (B,) in [0, 1), one time per sample, reshaped to broadcast over the other
+    dimensions. To keep the exercise simple the model is called with t itself; the package's
+    ``flow_matching_loss`` calls it with 1000·t, the range the U-Net's time embedding expects.
+
+    The checker hands ``fn`` a stand-in model that records what it is called with and answers a fixed
+    tensor; from what the model saw, and from the loss and its gradient, it works out which path,
+    times and target ``fn`` used. Inputs are images (B, 1, H, W) and 2-D points (B, 2).
+
+    Lesson: notebooks/09_flow_matching.ipynb
+    """
+    return _check("flow_matching_loss", fn, seed)
+
+
+# ------------------------------------------------------------- flow ODE step (lesson 09)
+@dataclass(frozen=True)
+class _Velocity:
+    """In a case, stands for the velocity field v(x, t) handed to a flow step: ``run_cases`` replaces it by a
+    ``_VelocityModel``, which answers the same and counts its calls.
+
+        v(x, t) = a·tanh(b·x + c) + t·(d − x)
+
+    a smooth nonlinear push early on, and a pull towards d that grows with t, as the marginal velocity
+    of data near d does. Nonlinear in x and dependent on t, so Euler, midpoint and each mistaken step
+    give different answers. t may be a number, a 0-d tensor or one time per sample (B,).
+    """
+
+    a: float
+    b: float
+    c: float
+    d: float
+
+    def __call__(self, x: Tensor, t: object) -> Tensor:
+        if not isinstance(x, Tensor) or not x.is_floating_point():
+            raise TypeError(f"the velocity takes x as a float tensor, got {type(x).__name__}")
+        s = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+        if s.ndim == 1 and s.numel() == x.shape[0] > 1 and x.ndim > 1:  # one time per sample, as networks take it
+            s = s.reshape(-1, *[1] * (x.ndim - 1))
+        return self.a * torch.tanh(self.b * x + self.c) + s * (self.d - x)
+
+
+class _VelocityModel(_Velocity):
+    """The velocity the learner's function gets: v(x, t) as ``_Velocity``, counting its calls."""
+
+    def __init__(self, a: float, b: float, c: float, d: float):
+        super().__init__(a, b, c, d)
+        object.__setattr__(self, "calls", 0)
+
+    def __call__(self, x: Tensor, t: object) -> Tensor:
+        object.__setattr__(self, "calls", self.calls + 1)
+        return super().__call__(x, t)
+
+
+def _flow_step_variant(velocity: _Velocity, x: Tensor, t: float, t_next: float, method: str, *, sign: float = 1.0,
+                       as_method: str | None = None, point: str = "half", time: str = "half") -> Tensor:
+    """One Euler or midpoint step in float64, with one piece swapped for a mistaken one (the default is right)."""
+    x = x.double()
+    h = sign * (t_next - t)
+    slope = velocity(x, t)
+    method = as_method or method
+    if method == "euler":
+        return x + h * slope
+    if method == "heun":
+        return x + h / 2 * (slope + velocity(x + h * slope, t + h))
+    y = {"half": x + h / 2 * slope, "x": x, "full": x + h * slope}[point]
+    s = {"half": t + h / 2, "t": t, "next": t + h}[time]
+    return x + h * velocity(y, s)
+
+
+def _flow_step_mistake(**kwargs: object) -> Callable[..., Tensor]:
+    return lambda v, x, t, tn, m: _flow_step_variant(v, x, t, tn, m, **kwargs)
+
+
+_MIDPOINT = "x + h·v(x + ½h·v(x, t), t + ½h), with h = t_next − t"
+_FLOW_STEP_MISTAKES = [
+    Mistake("step_reversed", _flow_step_mistake(sign=-1.0),
+            "the step goes the wrong way: h = t_next − t, positive, since time runs from noise (t = 0) to data "
+            "(t = 1). You used t − t_next, which walks back towards the noise."),
+    Mistake("euler_for_midpoint", lambda v, x, t, tn, m: _flow_step_variant(v, x, t, tn, "euler"),
+            "for method=\"midpoint\" you returned the Euler step x + h·v(x, t). The midpoint method looks half a "
+            f"step ahead and steps with the velocity found there: {_MIDPOINT}."),
+    Mistake("midpoint_for_euler", lambda v, x, t, tn, m: _flow_step_variant(v, x, t, tn, "midpoint"),
+            "for method=\"euler\" you took a midpoint step: read the `method` argument. Euler is one call, "
+            "x + h·v(x, t), with h = t_next − t."),
+    Mistake("midpoint_time_not_advanced", _flow_step_mistake(time="t"),
+            "the midpoint velocity is evaluated at time t. The half-step point sits at t + ½h: "
+            f"{_MIDPOINT}."),
+    Mistake("midpoint_at_t_next", _flow_step_mistake(time="next"),
+            "the midpoint velocity is evaluated at time t_next. The half-step point sits halfway, at t + ½h: "
+            f"{_MIDPOINT}."),
+    Mistake("midpoint_at_x", _flow_step_mistake(point="x"),
+            "the second velocity is evaluated at the starting point x. The midpoint method evaluates it at the "
+            f"half-step point x + ½h·v(x, t): {_MIDPOINT}."),
+    Mistake("full_step_midpoint", _flow_step_mistake(point="full"),
+            "the second velocity is evaluated at x + h·v(x, t), a full Euler step ahead, with the time of half "
+            f"a step. Go half a step: {_MIDPOINT}."),
+    Mistake("heun_for_midpoint", _flow_step_mistake(as_method="heun"),
+            "for method=\"midpoint\" you took Heun's step, x + ½h·(v(x, t) + v(x + h·v, t_next)), also second order "
+            f"but another method. The midpoint step uses one velocity, found half a step ahead: {_MIDPOINT}."),
+]
+_NO_VELOCITY_CALL = ("your function never called the `velocity` it was given. The step needs its answers: call "
+                     "`velocity(x, t)` (and, for the midpoint, `velocity(x_mid, t + h / 2)`), not a model of your own "
+                     "or a global one from the lesson.")
+
+
+def _flow_step_cases(g: torch.Generator) -> list[tuple]:
+    """(velocity, x, t, t_next, method): Euler from t = 0, midpoint in the middle, Euler in the middle, a short
+    midpoint step and the last midpoint step into t = 1; steps of 0.02 to 0.5, the few-step sampling range;
+    x = (1 − t)·noise + t·data, shapes (B, 2) and (B, 1, 4, 4)."""
+    out = []
+    plan = [((16, 2), "euler", "start", 0.1, 0.5), ((4, 1, 4, 4), "midpoint", "middle", 0.1, 0.4),
+            ((3, 1, 4, 4), "euler", "middle", 0.05, 0.3), ((8, 2), "midpoint", "middle", 0.02, 0.06),
+            ((16, 2), "midpoint", "end", 0.1, 0.5)]
+    for shape, method, where, low, high in plan:
+        u = torch.rand(6, generator=g, dtype=torch.float64).tolist()
+        velocity = _Velocity(a=round(0.5 + u[0], 4), b=round(0.5 + 1.5 * u[1], 4), c=round(u[2] - 0.5, 4),
+                             d=round(2 * u[3] - 1, 4))
+        h = low + (high - low) * u[4]
+        t = {"start": 0.0, "middle": round((1 - h) * (0.2 + 0.6 * u[5]), 6), "end": round(1 - h, 6)}[where]
+        t_next = 1.0 if where == "end" else round(t + h, 6)
+        x = (1 - t) * torch.randn(shape, generator=g) + t * (torch.rand(shape, generator=g) * 2 - 1)
+        out.append((velocity, x.float(), t, t_next, method))
+    return out
+
+
+def _flow_step_reference(dtype: torch.dtype) -> Callable[..., Tensor]:
+    def reference(velocity: _Velocity, x: Tensor, t: float, t_next: float, method: str) -> Tensor:
+        return _flow_step_variant(velocity, x.to(dtype), t, t_next, method).to(dtype)
+
+    return reference
+
+
+def _flow_step_scale(case: tuple) -> float:
+    """The size of the intermediate values, x, v(x, t) and the half-step point: a float32 step errs by a few of
+    their roundings."""
+    velocity, x, t, t_next, _ = case
+    x = x.double()
+    slope = velocity(x, t)
+    return _size(x, slope, x + (t_next - t) / 2 * slope)
+
+
+def _judge_flow_step(cases: list[tuple], runs: list) -> CheckResult:
+    """Whether the velocity was called at all, then the values as for any exercise."""
+    for run in runs:
+        if isinstance(run, dict) and run.get("status") == "ok" and isinstance(run.get("result"), Tensor) \
+                and isinstance(run.get("calls"), int) and run["calls"] == 0:
+            return CheckResult("flow_step", "failed", _NO_VELOCITY_CALL, "ignores_velocity")
+    return _judge_values(EXERCISES["flow_step"], cases, runs)
+
+
+def check_flow_step(fn: Callable[[Callable[[Tensor, float], Tensor], Tensor, float, float, str], Tensor],
+                    seed: int | None = None) -> CheckResult:
+    """Check ``fn(velocity, x, t, t_next, method) -> x at t_next``, one step of dx/dt = v(x, t) with h = t_next − t:
+
+        "euler":     x + h·v(x, t)
+        "midpoint":  x + h·v(x + ½h·v(x, t), t + ½h)
+
+    The checker hands ``fn`` a velocity field of its own, nonlinear in x and dependent on t, which counts
+    its calls; t and t_next are Python floats in [0, 1], t_next > t (t = 0 noise, t = 1 data). Tested
+    on steps of 0.02 to 0.5, from t = 0 to the last step into t = 1.
+
+    Lesson: notebooks/09_flow_matching.ipynb
+    """
+    return _check("flow_step", fn, seed)
+
+
 # ------------------------------------------------------------------ the exercises
 def _noising(name: str, fn: Callable[..., Tensor], mistakes: Sequence[Mistake]) -> _Exercise:
     return _Exercise(name, _noising_cases,
@@ -1534,6 +1944,12 @@ EXERCISES: dict[str, _Exercise] = {
         "heun_step", _heun_cases, reference=_heun_reference(torch.float64), reference32=_heun_reference(torch.float32),
         scale=_heun_scale, mistakes=_HEUN_MISTAKES, judge=_judge_heun,
         passed="correct on {n} random steps, from σ up to 80 down to the last step into σ = 0."),
+    "flow_matching_loss": _Exercise("flow_matching_loss", _flow_loss_cases, judge=_judge_flow_loss),
+    "flow_step": _Exercise(
+        "flow_step", _flow_step_cases, reference=_flow_step_reference(torch.float64),
+        reference32=_flow_step_reference(torch.float32), scale=_flow_step_scale, mistakes=_FLOW_STEP_MISTAKES,
+        judge=_judge_flow_step,
+        passed="correct on {n} random steps, Euler and midpoint, from t = 0 to the last step into t = 1."),
 }
 
 
