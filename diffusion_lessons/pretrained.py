@@ -1,6 +1,7 @@
 """Models the project trained with its own code, shipped inside the package, loaded offline.
 
-    >>> p = pretrained("mnist")            # class-conditional MNIST U-Net
+    >>> p = pretrained("mnist")            # class-conditional MNIST U-Net (DDPM)
+    >>> f = pretrained("mnist_flow")       # the same U-Net trained with flow matching (lesson 09)
     >>> x = ddim_sample(p.model, torch.randn(16, 1, 28, 28), p.schedule, steps=50,
     ...                 y=torch.arange(16) % 10, guidance=3.0)
 
@@ -9,7 +10,8 @@ is the one it was trained with), one state dict (EMA or raw, measured) and a ``c
 the machine, the training time and the measured figures. ``weights/README.md`` says how
 each file was made. Loading uses ``torch.load(weights_only=True)``: no code runs.
 
-Lessons: notebooks/05_sampling.ipynb, 06_guidance.ipynb, 11_generative_models.ipynb
+Lessons: notebooks/05_sampling.ipynb, 06_guidance.ipynb, 08_continuous_time.ipynb, 09_flow_matching.ipynb,
+11_generative_models.ipynb
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ __all__ = ["PRETRAINED", "RESULTS_DIR", "WEIGHTS_DIR", "Pretrained", "benchmark_
            "pretrained"]
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-PRETRAINED = {"mnist": "mnist_unet.pt"}  # name -> file in WEIGHTS_DIR
+PRETRAINED = {"mnist": "mnist_unet.pt", "mnist_flow": "mnist_flow_unet.pt"}  # name -> file in WEIGHTS_DIR
 RESULTS_DIR = Path(__file__).parent / "results"  # what benchmarks/ measured of the shipped model, for the lessons
 
 

@@ -80,3 +80,16 @@ def test_the_lessons_benchmark_results_ship_with_the_package():
     assert [r["w"] for r in guidance["rows"]][:2] == [0, 1] and guidance["recommended_w"] > 1
     with pytest.raises(ValueError, match=r"no shipped benchmark results named 'fid'.*sampling_quality"):
         benchmark_results("fid")
+
+
+def test_shipped_flow_model_loads_offline_and_its_digits_match_their_labels():
+    from diffusion_lessons import flow
+
+    p = pretrained("mnist_flow")
+    assert p.num_classes == 10 and p.train_config.objective == "flow" and p.card["final"]
+    assert {"command", "machine", "steps", "weights"} <= set(p.card)
+    y = torch.arange(20) % 10
+    x = flow.flow_sample(p.model, torch.randn(20, 1, 28, 28, generator=torch.Generator().manual_seed(0)), steps=10,
+                         method="midpoint", y=y, guidance=2.0)
+    assert x.shape == (20, 1, 28, 28)
+    assert metrics.label_agreement(x.clamp(-1, 1), y) >= 0.9
