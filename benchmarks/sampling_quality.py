@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 
 import diffusion_lessons as dl
-from diffusion_lessons import metrics, sampling
+from diffusion_lessons import flow, metrics, sampling
 from diffusion_lessons.pretrained import RESULTS_DIR, pretrained
 from diffusion_lessons.runtime import cpu_name, write_atomic
 
@@ -50,7 +50,9 @@ DEFAULT_SAMPLERS = ["dpm:10", "dpm:20", "dpm1:10", "dpm1:20", "ddim:10", "ddim:2
                     "ddim1:50", "ddpm:1000"]  # cheap ones first
 NAMES = {"ddpm": "DDPM (ancestral, σ²=β̃)", "ddim": "DDIM η=0", "ddim1": "DDIM η=1", "dpm": "DPM-Solver++(2M)",
          "dpm1": "SDE-DPM-Solver++(2M) η=1", "euler": "Euler, Karras σ (EDM)", "heun": "Heun, Karras σ (EDM Alg. 1)",
-         "heuni": "Heun, Karras σ, fractional t", "heunc": f"Heun + churn {CHURN:g} (EDM Alg. 2)"}
+         "heuni": "Heun, Karras σ, fractional t", "heunc": f"Heun + churn {CHURN:g} (EDM Alg. 2)",
+         "fme": "flow matching, Euler", "fmm": "flow matching, midpoint", "fmh": "flow matching, Heun"}
+FLOW_KINDS = {"fme": "euler", "fmm": "midpoint", "fmh": "heun"}  # lesson 09: need a flow model (--model)
 EDM_KINDS = {"euler": {"method": "euler"}, "heun": {}, "heuni": {"round_sigma": False}, "heunc": {"churn": CHURN}}
 
 
@@ -74,6 +76,8 @@ def sample(model, s, kind: str, steps: int, x_T: torch.Tensor, y: torch.Tensor, 
             if steps != s.T:
                 raise ValueError(f"DDPM runs every step: ddpm:{s.T}, got ddpm:{steps}")
             out.append(sampling.ddpm_sample(model, xb, s, **common))
+        elif kind in FLOW_KINDS:  # lesson 09: integrate the velocity from t = 0 to 1 in ``steps`` equal steps
+            out.append(flow.flow_sample(model, xb, steps=steps, method=FLOW_KINDS[kind], y=yb))
         elif kind in EDM_KINDS:  # lesson 08: ``steps`` Karras levels, 2·steps - 1 calls for Heun
             method = EDM_KINDS[kind].get("method", "heun")
             options = {k: v for k, v in EDM_KINDS[kind].items() if k != "method"}
@@ -164,14 +168,21 @@ def main(argv: list[str] | None = None) -> int:
                         default=[parse_sampler(spec) for spec in DEFAULT_SAMPLERS],
                         help="KIND:STEPS, KIND in ddpm, ddim (η=0), ddim1 (η=1), dpm (η=0), dpm1 (η=1)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the JSON results file")
+    parser.add_argument("--model", default="mnist",
+                        help="shipped model name (mnist; mnist_flow for the fme/fmm/fmh kinds) or a .pt file")
     parser.add_argument("--merge", action="store_true",
                         help="keep the rows of --out measured with the same N, seed and model, re-measure the others")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    p = pretrained("mnist")
+    p = pretrained(args.model)
     model, s = p.model, p.schedule
+    is_flow = p.train_config.objective == "flow"
+    for kind, _ in args.samplers:
+        if (kind in FLOW_KINDS) != is_flow:
+            parser.error(f"sampler {kind} needs a {'flow' if kind in FLOW_KINDS else 'diffusion'} model; "
+                         f"--model {args.model} is trained with objective={p.train_config.objective!r}")
     x_T = torch.randn(args.n, 1, 28, 28, generator=torch.Generator().manual_seed(args.seed))  # (N, 1, 28, 28)
     y = torch.arange(args.n) % 10  # (N,) labels 0..9, 0..9, ...: the test set's class balance
     reference = metrics.reference_images()  # (1000, 1, 28, 28) held-out test digits
@@ -184,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         "n": args.n, "batch": args.batch, "seed": args.seed,
         "conditioning": "class-conditional, labels arange(N) % 10, guidance 1.0 (one network call per step)",
         "reference": "metrics.reference_images(): the 1000 held-out test digits, 100 of each",
-        "model": {k: p.card.get(k) for k in ("final", "steps", "date", "machine") if k in p.card},
+        "model": {"name": str(args.model), **{k: p.card.get(k) for k in ("final", "steps", "date", "machine")
+                                              if k in p.card}},
         "real": {"fld": metrics.frechet_distance(reference, real), "label_agreement": metrics.label_agreement(real, y),
                  "preview": preview(real)},
         "rows": [],

@@ -64,3 +64,20 @@ def test_sampler_specs_are_checked(bench):
     for bad in ("ddim", "rk4:10", "ddim:x"):
         with pytest.raises(Exception, match="KIND:STEPS"):
             bench.parse_sampler(bad)
+
+
+def test_flow_kinds_need_a_flow_model_and_count_their_calls(bench, monkeypatch, tmp_path):
+    def tiny_flow(name="mnist_flow", device="cpu"):
+        p = tiny_pretrained()
+        return Pretrained(p.model, p.schedule, TrainConfig(objective="flow"), p.card)
+
+    monkeypatch.setattr(bench, "pretrained", tiny_flow)
+    out = tmp_path / "f.json"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert bench.main(["--n", "10", "--batch", "10", "--model", "mnist_flow", "--samplers", "fme:2", "fmm:2",
+                           "fmh:1", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["nfe"] for r in rows] == [2, 4, 2]  # Euler 1 call per step; midpoint and Heun 2
+    with pytest.raises(SystemExit):
+        bench.main(["--n", "10", "--model", "mnist_flow", "--samplers", "ddim:2", "--out", str(out)])
