@@ -11,11 +11,13 @@ The public API, in the order the lessons meet it:
   quality measures in ``metrics``;
 - scores, SDEs and EDM's σ view in ``continuous``, with ``karras_sigmas`` and the sampler
   ``edm_sample`` (lesson 08);
+- flow matching in ``flow``, with ``flow_matching_loss`` and ``flow_sample`` (lesson 09);
 - the course manifest in ``book``.
 """
 
 from .continuous import karras_sigmas
 from .data import load_dataset, mnist5k, sklearn_digits, toy_2d
+from .flow import flow_matching_loss, flow_sample
 from .noising import markov_chain, markov_step, q_posterior, q_sample
 from .pretrained import pretrained
 from .quiz import load_quiz
@@ -39,6 +41,8 @@ __all__ = [
     "diffusion_loss",
     "edm_sample",
     "ema_decay_at",
+    "flow_matching_loss",
+    "flow_sample",
     "karras_sigmas",
     "load_dataset",
     "load_quiz",

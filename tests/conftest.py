@@ -59,3 +59,44 @@ def grade_student_edition(tmp_path_factory, course):
         return grades[name]
 
     return grade
+
+
+@pytest.fixture
+def grade_two_submissions(tmp_path):
+    """grade(notebook, exercises, solution, checks, wrong) -> (right, wrong) grading results, on a throwaway course.
+
+    ``solution`` is the lesson's solution cell (with nbgrader's markers), ``checks`` its checker calls; the right
+    submission is the solution without the markers, as a learner would copy it.
+    """
+    return lambda *args: _grade_two(tmp_path, *args)
+
+
+def _grade_two(tmp_path: pathlib.Path, notebook: str, exercises: list[str], solution: str, checks: str, wrong: str):
+    import shutil
+
+    import nbformat
+
+    import diffusion_lessons
+    from diffusion_lessons.book import load_book
+    from diffusion_lessons.grading import grade_submissions
+
+    course = tmp_path / "course"
+    package = course / "diffusion_lessons"
+    shutil.copytree(pathlib.Path(diffusion_lessons.__file__).parent, package,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (course / "book.toml").write_text(
+        f'[book]\ntitle = "t"\n\n[[chapters]]\nnotebook = "notebooks/{notebook}.ipynb"\ntitle = "t"\n'
+        f'objectives = ["o"]\nminutes = 1\nexercises = {list(exercises)!r}\n'.replace("'", '"'))
+    lesson = nbformat.v4.new_notebook()
+    lesson.cells = [nbformat.v4.new_code_cell(solution, metadata={"tags": ["solution"]}),
+                    nbformat.v4.new_code_cell(checks)]
+    (course / "notebooks").mkdir()
+    nbformat.write(lesson, course / "notebooks" / f"{notebook}.ipynb")
+    subs = []
+    answer = "\n".join(line for line in solution.splitlines() if "### " not in line)  # a learner's own copy
+    for name, source in [("alice", answer), ("mallory", wrong)]:
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell(source)]
+        subs.append(tmp_path / f"{name}_{notebook}.ipynb")
+        nbformat.write(nb, subs[-1])
+    return grade_submissions(subs, load_book(course / "book.toml"), package=package, timeout=60, check_seconds=20)

@@ -11,11 +11,8 @@ D(x, sigma), x, and Python floats sigma > sigma_next >= 0 for the Heun step.
 from __future__ import annotations
 
 import math
-import pathlib
-import shutil
 import sys
 
-import nbformat
 import numpy as np
 import pytest
 import torch
@@ -551,33 +548,8 @@ def my_heun_step(denoiser, x, sigma, sigma_next):  # right, on a denoiser this k
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the grader's process handling needs Linux")
-def test_the_grader_judges_both_exercises(tmp_path):
-    import diffusion_lessons
-    from diffusion_lessons.book import load_book
-    from diffusion_lessons.grading import grade_submissions
-
-    course = tmp_path / "course"
-    package = course / "diffusion_lessons"
-    shutil.copytree(pathlib.Path(diffusion_lessons.__file__).parent, package,
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    (course / "book.toml").write_text(
-        '[book]\ntitle = "t"\n\n[[chapters]]\nnotebook = "notebooks/08_continuous_time.ipynb"\ntitle = "08"\n'
-        'objectives = ["o"]\nminutes = 1\nexercises = ["mixture_score", "heun_step"]\n')
-    lesson = nbformat.v4.new_notebook()
-    lesson.cells = [nbformat.v4.new_code_cell(SOLUTION, metadata={"tags": ["solution"]}),
-                    nbformat.v4.new_code_cell(CHECKS)]
-    (course / "notebooks").mkdir()
-    nbformat.write(lesson, course / "notebooks" / "08_continuous_time.ipynb")
-
-    subs = []
-    answer = "\n".join(line for line in SOLUTION.splitlines() if "### " not in line)  # a learner's own copy
-    for name, source in [("alice", answer), ("mallory", WRONG)]:
-        nb = nbformat.v4.new_notebook()
-        nb.cells = [nbformat.v4.new_code_cell(source)]
-        subs.append(tmp_path / f"{name}_08_continuous_time.ipynb")
-        nbformat.write(nb, subs[-1])
-    right, wrong = grade_submissions(subs, load_book(course / "book.toml"), package=package, timeout=60,
-                                     check_seconds=20)
+def test_the_grader_judges_both_exercises(grade_two_submissions):
+    right, wrong = grade_two_submissions("08_continuous_time", ["mixture_score", "heun_step"], SOLUTION, CHECKS, WRONG)
     assert [(r.exercise.name, r.status) for r in right.results] == [("mixture_score", "passed"),
                                                                       ("heun_step", "passed")], right
     assert right.cell_errors == () and right.score == 2

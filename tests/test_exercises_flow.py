@@ -10,11 +10,8 @@ x, Python floats t < t_next in [0, 1] and "euler" or "midpoint" for the step.
 
 from __future__ import annotations
 
-import pathlib
-import shutil
 import sys
 
-import nbformat
 import pytest
 import torch
 import torch.nn.functional as F
@@ -549,33 +546,9 @@ def my_flow_step(velocity, x, t, t_next, method):  # right, on a velocity this k
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the grader's process handling needs Linux")
-def test_the_grader_judges_both_exercises(tmp_path):
-    import diffusion_lessons
-    from diffusion_lessons.book import load_book
-    from diffusion_lessons.grading import grade_submissions
-
-    course = tmp_path / "course"
-    package = course / "diffusion_lessons"
-    shutil.copytree(pathlib.Path(diffusion_lessons.__file__).parent, package,
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    (course / "book.toml").write_text(
-        '[book]\ntitle = "t"\n\n[[chapters]]\nnotebook = "notebooks/09_flow_matching.ipynb"\ntitle = "09"\n'
-        'objectives = ["o"]\nminutes = 1\nexercises = ["flow_matching_loss", "flow_step"]\n')
-    lesson = nbformat.v4.new_notebook()
-    lesson.cells = [nbformat.v4.new_code_cell(SOLUTION, metadata={"tags": ["solution"]}),
-                    nbformat.v4.new_code_cell(CHECKS)]
-    (course / "notebooks").mkdir()
-    nbformat.write(lesson, course / "notebooks" / "09_flow_matching.ipynb")
-
-    subs = []
-    answer = "\n".join(line for line in SOLUTION.splitlines() if "### " not in line)  # a learner's own copy
-    for name, source in [("alice", answer), ("mallory", WRONG)]:
-        nb = nbformat.v4.new_notebook()
-        nb.cells = [nbformat.v4.new_code_cell(source)]
-        subs.append(tmp_path / f"{name}_09_flow_matching.ipynb")
-        nbformat.write(nb, subs[-1])
-    right, wrong = grade_submissions(subs, load_book(course / "book.toml"), package=package, timeout=60,
-                                     check_seconds=20)
+def test_the_grader_judges_both_exercises(grade_two_submissions):
+    right, wrong = grade_two_submissions("09_flow_matching", ["flow_matching_loss", "flow_step"], SOLUTION, CHECKS,
+                                         WRONG)
     assert [(r.exercise.name, r.status) for r in right.results] == [("flow_matching_loss", "passed"),
                                                                       ("flow_step", "passed")], right
     assert right.cell_errors == () and right.score == 2
