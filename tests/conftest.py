@@ -100,3 +100,27 @@ def _grade_two(tmp_path: pathlib.Path, notebook: str, exercises: list[str], solu
         subs.append(tmp_path / f"{name}_{notebook}.ipynb")
         nbformat.write(nb, subs[-1])
     return grade_submissions(subs, load_book(course / "book.toml"), package=package, timeout=60, check_seconds=20)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: on a busy machine torch's thread pool spins and makes checker tests slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def wrong_seeds():
+    """wrong_seeds(check, fn, mistake): the seeds 0-99 on which ``check(fn)`` does not fail with ``mistake`` named,
+    each with what the checker said. A wrong answer must be named on every one of them."""
+    def seeds(check, fn, mistake):
+        wrong = []
+        for seed in range(100):
+            result = check(fn, seed=seed)
+            if result.passed or result.mistake != mistake:
+                wrong.append(f"seed {seed}: {result.status} (mistake={result.mistake!r}): {result.message}")
+        return wrong
+
+    return seeds

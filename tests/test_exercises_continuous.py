@@ -22,16 +22,9 @@ from diffusion_lessons import exercises as ex
 from diffusion_lessons.continuous import heun_step, mixture_score, toy_mixture
 
 FORM_SEEDS = [0, 1, 2, 3, None]  # None: a fresh seed from the OS, as in a lesson
-MISTAKE_SEEDS = range(100)  # a wrong answer must be named on every one of them
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: on a busy machine torch's thread pool spins and makes these tests 6x slower (measured)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: torch's thread pool made these 6x slower
 
 
 # =========================================================== mixture_score: right answers
@@ -215,20 +208,10 @@ MIXTURE_WRONG = [
 ]
 
 
-def _wrong_seeds(check, fn, mistake):
-    """The seeds of MISTAKE_SEEDS on which ``check(fn)`` does not fail with ``mistake`` named, with what it said."""
-    wrong = []
-    for seed in MISTAKE_SEEDS:
-        result = check(fn, seed=seed)
-        if result.passed or result.mistake != mistake:
-            wrong.append(f"seed {seed}: {result.status} (mistake={result.mistake!r}): {result.message}")
-    return wrong
-
-
 @pytest.mark.parametrize("fn, mistake", MIXTURE_WRONG, ids=lambda v: getattr(v, "__name__", v))
-def test_mixture_score_mistakes_are_named(fn, mistake):
-    wrong = _wrong_seeds(ex.check_mixture_score, fn, mistake)
-    assert not wrong, f"{len(wrong)} of {len(MISTAKE_SEEDS)} seeds; the first: " + "\n".join(wrong[:3])
+def test_mixture_score_mistakes_are_named(fn, mistake, wrong_seeds):
+    wrong = wrong_seeds(ex.check_mixture_score, fn, mistake)
+    assert not wrong, f"{len(wrong)} of {100} seeds; the first: " + "\n".join(wrong[:3])
 
 
 def test_mixture_messages_name_the_arguments():
@@ -474,9 +457,9 @@ HEUN_WRONG = [
 
 
 @pytest.mark.parametrize("fn, mistake", HEUN_WRONG, ids=lambda v: getattr(v, "__name__", v))
-def test_heun_step_mistakes_are_named(fn, mistake):
-    wrong = _wrong_seeds(ex.check_heun_step, fn, mistake)
-    assert not wrong, f"{len(wrong)} of {len(MISTAKE_SEEDS)} seeds; the first: " + "\n".join(wrong[:3])
+def test_heun_step_mistakes_are_named(fn, mistake, wrong_seeds):
+    wrong = wrong_seeds(ex.check_heun_step, fn, mistake)
+    assert not wrong, f"{len(wrong)} of {100} seeds; the first: " + "\n".join(wrong[:3])
 
 
 def test_every_named_mistake_has_a_wrong_answer():

@@ -20,26 +20,9 @@ from diffusion_lessons import exercises as ex
 from diffusion_lessons import flow
 
 FORM_SEEDS = [0, 1, 2, 3, None]  # None: a fresh seed from the OS, as in a lesson
-MISTAKE_SEEDS = range(100)  # a wrong answer must be named on every one of them
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: on a busy machine torch's thread pool spins and makes these tests slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _wrong_seeds(check, fn, mistake):
-    """The seeds of MISTAKE_SEEDS on which ``check(fn)`` does not fail with ``mistake`` named, with what it said."""
-    wrong = []
-    for seed in MISTAKE_SEEDS:
-        result = check(fn, seed=seed)
-        if result.passed or result.mistake != mistake:
-            wrong.append(f"seed {seed}: {result.status} (mistake={result.mistake!r}): {result.message}")
-    return wrong
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread is faster on a busy machine
 
 
 def _times(t, x1):
@@ -266,9 +249,9 @@ LOSS_WRONG = [
 
 
 @pytest.mark.parametrize("fn, mistake", LOSS_WRONG, ids=lambda v: getattr(v, "__name__", v))
-def test_flow_matching_loss_mistakes_are_named(fn, mistake):
-    wrong = _wrong_seeds(ex.check_flow_matching_loss, fn, mistake)
-    assert not wrong, f"{len(wrong)} of {len(MISTAKE_SEEDS)} seeds; the first: " + "\n".join(wrong[:3])
+def test_flow_matching_loss_mistakes_are_named(fn, mistake, wrong_seeds):
+    wrong = wrong_seeds(ex.check_flow_matching_loss, fn, mistake)
+    assert not wrong, f"{len(wrong)} of {100} seeds; the first: " + "\n".join(wrong[:3])
 
 
 def test_flow_loss_messages_say_what_to_do():
@@ -484,9 +467,9 @@ STEP_WRONG = [
 
 
 @pytest.mark.parametrize("fn, mistake", STEP_WRONG, ids=lambda v: getattr(v, "__name__", v))
-def test_flow_step_mistakes_are_named(fn, mistake):
-    wrong = _wrong_seeds(ex.check_flow_step, fn, mistake)
-    assert not wrong, f"{len(wrong)} of {len(MISTAKE_SEEDS)} seeds; the first: " + "\n".join(wrong[:3])
+def test_flow_step_mistakes_are_named(fn, mistake, wrong_seeds):
+    wrong = wrong_seeds(ex.check_flow_step, fn, mistake)
+    assert not wrong, f"{len(wrong)} of {100} seeds; the first: " + "\n".join(wrong[:3])
 
 
 def test_every_named_mistake_has_a_wrong_answer():
