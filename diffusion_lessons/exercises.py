@@ -919,25 +919,35 @@ def _t_range_problem(t: Tensor, s: NoiseSchedule, batch: int) -> str | None:
     return None
 
 
-def _loss_verdict(case: tuple, run: dict) -> CheckResult | None:
-    """What is wrong with one run of the learner's loss, or None if it is right."""
-    spy, x0, s = case
+def _loss_run_problem(run: dict, result: Callable[..., CheckResult]) -> CheckResult | None:
+    """What is wrong with what a loss function returned and how often it called the model (both loss checkers),
+    or None; ``result`` makes the exercise's CheckResult."""
     loss = run.get("result")
     returned = str(run.get("returned", ""))[:40]
     if returned in ("float", "int", "ndarray", "float64", "float32"):
-        return _loss_result("failed", f"your function returned a {returned}, not a tensor that remembers how it "
-                            "was computed: `loss.item()` (or numpy) cuts the loss off from the model, and "
-                            "`loss.backward()` cannot train it. Return the tensor itself.", "not_differentiable")
+        return result("failed", f"your function returned a {returned}, not a tensor that remembers how it "
+                      "was computed: `loss.item()` (or numpy) cuts the loss off from the model, and "
+                      "`loss.backward()` cannot train it. Return the tensor itself.", "not_differentiable")
     if not isinstance(loss, Tensor):
         if returned in ("", "NoneType"):
-            return _loss_result("failed", "your function returned None: did you forget `return`?")
-        return _loss_result("failed", f"expected the loss as a tensor, got {returned}.")
+            return result("failed", "your function returned None: did you forget `return`?")
+        return result("failed", f"expected the loss as a tensor, got {returned}.")
     if loss.numel() != 1:
-        return _loss_result("failed", f"the loss must be one number (a mean over the batch), got shape "
-                            f"{tuple(loss.shape)}: use `F.mse_loss` or `.mean()`.")
+        return result("failed", f"the loss must be one number (a mean over the batch), got shape "
+                      f"{tuple(loss.shape)}: use `F.mse_loss` or `.mean()`.")
     calls = run.get("calls")
     if not isinstance(calls, list) or len(calls) != 1:
-        return _loss_result("failed", f"call the model exactly once, got {len(calls or [])} calls.")
+        return result("failed", f"call the model exactly once, got {len(calls or [])} calls.")
+    return None
+
+
+def _loss_verdict(case: tuple, run: dict) -> CheckResult | None:
+    """What is wrong with one run of the learner's loss, or None if it is right."""
+    spy, x0, s = case
+    problem = _loss_run_problem(run, _loss_result)
+    if problem is not None:
+        return problem
+    loss, calls = run["result"], run["calls"]
     call = calls[0]
     x_in, t, t_type = call.get("x"), call.get("t"), str(call.get("t_type", ""))[:40]
     if t_type == "NoneType":
@@ -1674,22 +1684,10 @@ def _flow_loss_verdict(case: tuple, run: dict) -> CheckResult | None:
         return _flow_loss_result("failed", f"your function changed its input {which} in place (e.g. `x1 *= ...` or "
                                  "`noise.mul_(...)`). The caller still needs its tensors: compute new ones "
                                  "(`x_t = (1 - t_) * noise + t_ * x1`).", "changed_input")
-    loss = run.get("result")
-    returned = str(run.get("returned", ""))[:40]
-    if returned in ("float", "int", "ndarray", "float64", "float32"):
-        return _flow_loss_result("failed", f"your function returned a {returned}, not a tensor that remembers how it "
-                                 "was computed: `loss.item()` (or numpy) cuts the loss off from the model, and "
-                                 "`loss.backward()` cannot train it. Return the tensor itself.", "not_differentiable")
-    if not isinstance(loss, Tensor):
-        if returned in ("", "NoneType"):
-            return _flow_loss_result("failed", "your function returned None: did you forget `return`?")
-        return _flow_loss_result("failed", f"expected the loss as a tensor, got {returned}.")
-    if loss.numel() != 1:
-        return _flow_loss_result("failed", f"the loss must be one number (a mean over the batch), got shape "
-                                 f"{tuple(loss.shape)}: use `F.mse_loss` or `.mean()`.")
-    calls = run.get("calls")
-    if not isinstance(calls, list) or len(calls) != 1:
-        return _flow_loss_result("failed", f"call the model exactly once, got {len(calls or [])} calls.")
+    problem = _loss_run_problem(run, _flow_loss_result)
+    if problem is not None:
+        return problem
+    loss, calls = run["result"], run["calls"]
     x_in = calls[0].get("x")
     if not isinstance(x_in, Tensor) or x_in.shape != x1.shape:
         got = tuple(x_in.shape) if isinstance(x_in, Tensor) else str(calls[0].get("x"))[:40]

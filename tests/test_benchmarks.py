@@ -33,15 +33,6 @@ def train_throughput():
     return load("train_throughput")
 
 
-@pytest.fixture
-def one_thread():
-    """A tiny model's ops are microseconds long: a thread pool adds only waiting (a lot on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_train_throughput_runs_ours_and_diffusers_matched(train_throughput, one_thread):
     rows = train_throughput.benchmark_config("tiny", TINY, batch=2, device=torch.device("cpu"),
                                              steps=1, warmup=1, repeats=2)
