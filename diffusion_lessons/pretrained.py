@@ -2,6 +2,7 @@
 
     >>> p = pretrained("mnist")            # class-conditional MNIST U-Net (DDPM)
     >>> f = pretrained("mnist_flow")       # the same U-Net trained with flow matching (lesson 09)
+    >>> e = pretrained("emoji")            # a text-to-emoji DiT (lesson 10): y = e.model.tokenize(prompts)
     >>> x = ddim_sample(p.model, torch.randn(16, 1, 28, 28), p.schedule, steps=50,
     ...                 y=torch.arange(16) % 10, guidance=3.0)
 
@@ -28,11 +29,12 @@ from .schedules import NoiseSchedule
 from .training import TrainConfig, load_checkpoint
 from .unet import UNet, UNetConfig
 
-__all__ = ["PRETRAINED", "RESULTS_DIR", "WEIGHTS_DIR", "Pretrained", "benchmark_results", "export_pretrained",
-           "pretrained"]
+__all__ = ["PRETRAINED", "RESULTS_DIR", "WEIGHTS_DIR", "Pretrained", "benchmark_results", "build_model",
+           "export_pretrained", "pretrained"]
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-PRETRAINED = {"mnist": "mnist_unet.pt", "mnist_flow": "mnist_flow_unet.pt"}  # name -> file in WEIGHTS_DIR
+PRETRAINED = {"mnist": "mnist_unet.pt", "mnist_flow": "mnist_flow_unet.pt",  # name -> file in WEIGHTS_DIR
+              "emoji": "emoji_dit.pt"}
 RESULTS_DIR = Path(__file__).parent / "results"  # what benchmarks/ measured of the shipped model, for the lessons
 
 
@@ -47,10 +49,31 @@ class Pretrained:
     schedule: NoiseSchedule  # sample with this schedule: a model only knows the noise levels it saw
     train_config: TrainConfig
     card: dict  # how it was trained (command, machine, time) and what it scores
+    autoencoder: nn.Module | None = None  # a latent model's decoder (lesson 10): samples are latents until decoded
+
+    def to_images(self, x: torch.Tensor) -> torch.Tensor:
+        """A sampler's output as images in [-1, 1]: decoded by the autoencoder for a latent model, else clamped."""
+        if self.autoencoder is not None:
+            with torch.no_grad():
+                return self.autoencoder.decode(x)
+        return x.clamp(-1, 1)
 
     @property
     def num_classes(self) -> int | None:
         return self.model.config.num_classes
+
+
+def build_model(model_config: dict) -> nn.Module:
+    """The network a config dict describes: a ``DiT`` when it says ``"model": "DiT"``, else a ``UNet``.
+
+    Lesson: notebooks/10_colour_transformers_text.ipynb
+    """
+    config = dict(model_config)
+    if config.pop("model", "UNet") == "DiT":
+        from .dit import DiT, DiTConfig
+
+        return DiT(DiTConfig(**config))
+    return UNet(UNetConfig(**config))
 
 
 def pretrained(name: str | Path = "mnist", device: str | torch.device = "cpu") -> Pretrained:
@@ -73,11 +96,16 @@ def pretrained(name: str | Path = "mnist", device: str | torch.device = "cpu") -
     data = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(data, dict) or not {"model_config", "train_config", "state_dict", "card"} <= set(data):
         raise ValueError(f"{path} is not a weights file written by export_pretrained")
-    model = UNet(UNetConfig(**data["model_config"]))
+    model = build_model(data["model_config"])
     model.load_state_dict(data["state_dict"])
     config = TrainConfig(**data["train_config"])
+    autoencoder = None
+    if data["card"].get("autoencoder"):  # a latent model: its decoder ships beside it
+        from .latent import pretrained_autoencoder
+
+        autoencoder = pretrained_autoencoder(path.parent / data["card"]["autoencoder"]).to(device)
     return Pretrained(model.eval().requires_grad_(False).to(device), config.noise_schedule().to(device), config,
-                      data["card"])
+                      data["card"], autoencoder)
 
 
 def export_pretrained(checkpoint: str | Path, out: str | Path, card: dict, weights: str = "ema") -> Path:
@@ -96,7 +124,7 @@ def export_pretrained(checkpoint: str | Path, out: str | Path, card: dict, weigh
     state = ckpt.ema if weights == "ema" else ckpt.model
     data = {"model_config": ckpt.model_config, "train_config": ckpt.train_config,
             "state_dict": state, "card": dict(card, steps=ckpt.step, weights=weights)}
-    UNet(UNetConfig(**ckpt.model_config)).load_state_dict(state)  # raises now if it would not load later
+    build_model(ckpt.model_config).load_state_dict(state)  # raises now if it would not load later
     return save_atomic(data, out)
 
 

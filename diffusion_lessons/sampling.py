@@ -127,11 +127,17 @@ def _check_labels(y: object, x: Tensor, model: object, check_values: bool) -> No
         raise ValueError(f"y must be a LongTensor of class labels, shape ({x.shape[0]},), got {type(y).__name__}")
     if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
         raise ValueError(f"y must hold integer class labels, got dtype {y.dtype}")
-    if y.shape != (x.shape[0],):
+    length = getattr(model, "caption_length", None)  # a text model takes token ids (B, length)
+    if length and tuple(y.shape) != (x.shape[0], length):
+        raise ValueError(f"y must have shape ({x.shape[0]}, {length}), the token ids of one caption per sample "
+                         f"(model.tokenize(captions)), got {tuple(y.shape)}")
+    if not length and y.shape != (x.shape[0],):
         raise ValueError(f"y must have shape ({x.shape[0]},), one label per sample of x, got {tuple(y.shape)}")
     if y.device != x.device:
         raise ValueError(f"y must be on x's device ({x.device}), got {y.device}")
     null = getattr(model, "null_label", None)
+    if length:
+        return  # the model checks its token ids itself
     if check_values and isinstance(null, int) and y.numel() and (int(y.min()) < 0 or int(y.max()) > null):
         bad = y[(y < 0) | (y > null)][0].item()
         raise ValueError(f"y must hold labels in [0, {null - 1}] (or {null}, the model's null_label), got {bad}")

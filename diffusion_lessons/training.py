@@ -178,7 +178,8 @@ def diffusion_loss(
     if x0.device.type == "cpu":  # value checks read the tensor: on a GPU they would stall, so CPU only
         _warn_if_out_of_range(x0, "x0")
     if y is not None:
-        _check_labels(y, x0.shape[0], getattr(model, "null_label", _UNKNOWN), "y", allow_null=True)
+        _check_labels(y, x0.shape[0], getattr(model, "null_label", _UNKNOWN), "y", allow_null=True,
+                      caption_length=getattr(model, "caption_length", None))
     return _diffusion_loss(model, x0, s, t, noise, y, prediction, generator)
 
 
@@ -231,16 +232,20 @@ def _warn_if_out_of_range(x: Tensor, name: str, stacklevel: int = 3) -> None:
                       stacklevel=stacklevel)
 
 
-def _check_labels(y: object, batch: int, null_label: object, name: str, allow_null: bool = False) -> None:
+def _check_labels(y: object, batch: int, null_label: object, name: str, allow_null: bool = False,
+                  caption_length: int | None = None) -> None:
     """Labels: an integer tensor (batch,), within the model's classes when the model says how many it has
-    (``allow_null``: the "no label" class ``null_label`` too)."""
+    (``allow_null``: the "no label" class ``null_label`` too). A text model (``caption_length``, e.g. a
+    DiT with words) takes token ids (batch, caption_length) instead; it checks their values itself."""
+    what = "token ids (model.tokenize(captions))" if caption_length else "integer class labels"
     if not isinstance(y, Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor of integer class labels, got {type(y).__name__}")
-    if y.shape != (batch,):
-        raise ValueError(f"{name} must have shape ({batch},), got {tuple(y.shape)}")
+        raise ValueError(f"{name} must be a torch.Tensor of {what}, got {type(y).__name__}")
+    want = (batch, caption_length) if caption_length else (batch,)
+    if tuple(y.shape) != want:
+        raise ValueError(f"{name} must have shape {want}, {what}, got {tuple(y.shape)}")
     if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-        raise ValueError(f"{name} must hold integer class labels, got dtype {y.dtype}")
-    if null_label is _UNKNOWN:
+        raise ValueError(f"{name} must hold {what}, got dtype {y.dtype}")
+    if null_label is _UNKNOWN or caption_length:
         return
     if null_label is None:
         raise ValueError(f"{name} (class labels) were given but the model is unconditional (num_classes=None): "
@@ -433,13 +438,14 @@ def _check_resume(ckpt: Checkpoint, config: TrainConfig, model: nn.Module, path:
         raise ValueError(f"{path} was written with another training config; differences (checkpoint, now): {diff}")
 
 
-def _as_dataset(data: Dataset | Tensor, labels: Tensor | None, null_label: int | None) -> Dataset:
+def _as_dataset(data: Dataset | Tensor, labels: Tensor | None, null_label: int | None,
+                caption_length: int | None = None) -> Dataset:
     """Check the data (and labels) once, before training; wrap a tensor in a TensorDataset."""
     if isinstance(data, Tensor):
         _check_data_tensor(data, "data")
         _warn_if_out_of_range(data, "data", stacklevel=4)
         if labels is not None:
-            _check_labels(labels, data.shape[0], null_label, "labels")
+            _check_labels(labels, data.shape[0], null_label, "labels", caption_length=caption_length)
             return TensorDataset(data, labels)
         if null_label is not None:
             _warn_no_labels(null_label)
@@ -473,14 +479,15 @@ def _warn_no_labels(null_label: int, stacklevel: int = 4) -> None:
                   stacklevel=stacklevel)
 
 
-def _check_first_batch(batch: object, null_label: int | None, stacklevel: int) -> None:
+def _check_first_batch(batch: object, null_label: int | None, stacklevel: int,
+                       caption_length: int | None = None) -> None:
     """A Dataset's first batch: (x,) or (x, y) with float x and, for a conditional model, integer labels y."""
     if not isinstance(batch, (list, tuple)):
         raise ValueError(f"the Dataset must yield tuples (x,) or (x, y), got batches of {type(batch).__name__}")
     _check_data_tensor(batch[0], "the Dataset's x")
     _warn_if_out_of_range(batch[0], "the Dataset's x", stacklevel=stacklevel)
     if len(batch) > 1:
-        _check_labels(batch[1], batch[0].shape[0], null_label, "the Dataset's labels y")
+        _check_labels(batch[1], batch[0].shape[0], null_label, "the Dataset's labels y", caption_length=caption_length)
     elif null_label is not None:
         _warn_no_labels(null_label, stacklevel=stacklevel)
 
@@ -518,7 +525,9 @@ def train(
     """
     config = _check_train_arguments(model, config, resume, progress, callback, data_id, out_dir)
     null_label = getattr(model, "null_label", None)  # the "no label" class = num_classes; None: unconditional
-    dataset = _as_dataset(data, labels, null_label)  # a tensor is checked whole here, a Dataset by its first batch
+    caption_length = getattr(model, "caption_length", None)  # a text model: labels are token ids (N, length)
+    dataset = _as_dataset(data, labels, null_label, caption_length)  # a tensor is checked whole here, a Dataset by
+    # its first batch
     paired = noise is not None
     if paired:
         dataset = _paired_dataset(dataset, data, noise, config)
@@ -560,7 +569,8 @@ def train(
     if resume:
         step, losses, data_id = _resume_run(ckpt_path, config, model, ema, optimizer, gen, data_id)
     batches = _batches(_loader(dataset, config, rank, world, pin_memory), step, device, memory_format,
-                       null_label, check_first=not isinstance(data, Tensor), paired=paired)
+                       null_label, check_first=not isinstance(data, Tensor), paired=paired,
+                       caption_length=caption_length)
     log = _LossLog(config, device, rank, world, step, losses, progress, callback, model, ema.module)
 
     # --- the loop: Ho et al. 2020, Algorithm 1 ------------------------------------------
@@ -643,7 +653,8 @@ def _loader(dataset: Dataset, config: TrainConfig, rank: int, world: int, pin_me
 
 def _batches(loader: DataLoader, step: int, device: torch.device, memory_format: torch.memory_format,
              null_label: int | None, check_first: bool,
-             paired: bool = False) -> Iterator[tuple[Tensor, Tensor | None, Tensor | None]]:
+             paired: bool = False,
+             caption_length: int | None = None) -> Iterator[tuple[Tensor, Tensor | None, Tensor | None]]:
     """x_0 ~ q(x_0), forever: each batch of ``loader`` as (x0 on the device, labels or None, paired noise or
     None), epoch after epoch. ``paired``: the last tensor of each batch is the noise paired with x0.
 
@@ -657,7 +668,7 @@ def _batches(loader: DataLoader, step: int, device: torch.device, memory_format:
             if i < skip:
                 continue
             if check_first:  # warnings point at train's caller: _warn_*, _check_first_batch, here, train, caller
-                _check_first_batch(batch, null_label, stacklevel=5)
+                _check_first_batch(batch, null_label, stacklevel=5, caption_length=caption_length)
                 check_first = False
             pair = None
             if paired:
@@ -698,6 +709,7 @@ def _draw_t_noise_labels(config: TrainConfig, x0: Tensor, y: Tensor | None, null
     drop = mine(torch.rand(B, device=device, generator=gen) < config.p_uncond)
     if y is not None:
         y = y.to(device, non_blocking=True).long()
+        drop = drop.view(-1, *[1] * (y.ndim - 1))  # token ids (b, L): the whole caption is dropped
         y = torch.where(drop, torch.full_like(y, null_label), y)
     return t, noise, y
 
