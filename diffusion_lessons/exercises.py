@@ -39,9 +39,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor
 
 from .continuous import heun_step, mixture_score
+from .dit import modulate, patchify
 from .noising import markov_step, q_sample
 from .schedules import NoiseSchedule, cosine_betas
 
@@ -49,6 +51,7 @@ __all__ = [
     "EXERCISES",
     "TIME_LIMIT",
     "CheckResult",
+    "check_adaln",
     "check_cosine_schedule",
     "check_ddpm_step",
     "check_diffusion_loss",
@@ -58,6 +61,7 @@ __all__ = [
     "check_heun_step",
     "check_markov_step",
     "check_mixture_score",
+    "check_patchify",
     "check_q_sample",
     "check_sinusoidal_embedding",
     "decode",
@@ -166,6 +170,8 @@ def encode(obj: object) -> object:
         return {"__denoiser__": [obj.a, obj.b, obj.c]}
     if isinstance(obj, _Velocity):
         return {"__velocity__": [obj.a, obj.b, obj.c, obj.d]}
+    if isinstance(obj, _Sublayer):
+        return {"__sublayer__": [obj.a, obj.b, obj.c, obj.d]}
     if isinstance(obj, tuple):
         return {"__tuple__": [encode(o) for o in obj]}
     if isinstance(obj, list):
@@ -191,6 +197,8 @@ def decode(obj: object) -> object:
             return _Denoiser(*(float(v) for v in obj["__denoiser__"]))
         if "__velocity__" in obj:
             return _Velocity(*(float(v) for v in obj["__velocity__"]))
+        if "__sublayer__" in obj:
+            return _Sublayer(*(float(v) for v in obj["__sublayer__"]))
         if "__tuple__" in obj:
             return tuple(decode(o) for o in obj["__tuple__"])
         return {k: decode(v) for k, v in obj.items()}
@@ -283,6 +291,8 @@ def _fresh(arg: object) -> object:
         return _DenoiserModel(arg.a, arg.b, arg.c)
     if isinstance(arg, _Velocity):
         return _VelocityModel(arg.a, arg.b, arg.c, arg.d)
+    if isinstance(arg, _Sublayer):
+        return _SublayerModel(arg.a, arg.b, arg.c, arg.d)
     return arg
 
 
@@ -309,8 +319,9 @@ def run_cases(name: str, fn: Callable, cases: Sequence[tuple], seconds: float | 
     type name of what fn returned) and ``changed`` (positions of arguments changed in place).
     For the loss, also ``calls`` (what the model was called with), ``requires_grad`` and
     ``grad`` (∂loss/∂ε_θ after ``loss.backward()``); for a step handed a denoiser or a velocity
-    field, ``calls`` (how many times it was called). Runs stop at the first exception or at the
-    time limit (``seconds``, all cases together; default ``TIME_LIMIT``).
+    field, and a residual branch handed a sublayer, ``calls`` (how many times it was called). Runs
+    stop at the first exception or at the time limit (``seconds``, all cases together; default
+    ``TIME_LIMIT``).
 
     Lesson: notebooks/01_markov_noising.ipynb
     """
@@ -349,6 +360,9 @@ def run_cases(name: str, fn: Callable, cases: Sequence[tuple], seconds: float | 
                     velocities = [a for a in args if isinstance(a, _VelocityModel)]
                     if velocities:
                         run["calls"] = velocities[0].calls  # how often fn asked the velocity field
+                    sublayers = [a for a in args if isinstance(a, _SublayerModel)]
+                    if sublayers:
+                        run["calls"] = sublayers[0].calls  # how often fn called the sublayer
         except CheckTimeout:
             runs[-1]["status"] = "timeout"
     return runs
@@ -394,6 +408,8 @@ def _describe(args: tuple) -> str:
             parts.append("denoiser")
         elif isinstance(a, _Velocity):
             parts.append("velocity")
+        elif isinstance(a, _Sublayer):
+            parts.append("sublayer")
         else:
             parts.append(repr(a))
     return "(" + ", ".join(parts) + ")"
@@ -438,7 +454,8 @@ _ARG_NAMES = {"markov_step": ("x_prev", "t", "s", "noise"), "q_sample": ("x0", "
               "diffusion_loss": ("model", "x0", "s"), "mixture_score": ("x", "weights", "means", "covs"),
               "heun_step": ("denoiser", "x", "sigma", "sigma_next"),
               "flow_matching_loss": ("model", "x1", "noise", "t"),
-              "flow_step": ("velocity", "x", "t", "t_next", "method")}
+              "flow_step": ("velocity", "x", "t", "t_next", "method"), "patchify": ("x", "p"),
+              "adaln": ("x", "shift", "scale", "gate", "sublayer")}
 
 
 @dataclass(frozen=True)
@@ -1904,6 +1921,391 @@ def check_flow_step(fn: Callable[[Callable[[Tensor, float], Tensor], Tensor, flo
     return _check("flow_step", fn, seed)
 
 
+# ------------------------------------------------------------------ patchify (lesson 10)
+_PATCH_LAYOUT = "b c (h p1) (w p2) -> b (h w) (p1 p2 c)"  # DiT's tokens: patches row by row, (row, column, channel)
+_PATCH_SHAPE = ("tokens of shape (B, N, p·p·C): N = (H/p)·(W/p) patches, row by row, each holding its p·p pixels "
+                "row by row, every pixel's C channels together")
+
+
+def _patches(x: Tensor, p: int, pattern: str = _PATCH_LAYOUT) -> Tensor:
+    """x rearranged by an einops pattern with p1 = p2 = p: DiT's layout, or a mistaken one."""
+    return rearrange(x, pattern, p1=p, p2=p)
+
+
+def _patches_of_size(x: Tensor, p: int, q: int) -> Tensor:
+    """DiT's layout with patches of side q instead of p (a hard-coded patch size); only where q is not p."""
+    if q == p:
+        raise ValueError("the same patch size")
+    return _patches(x, q)
+
+
+_PATCHIFY_MISTAKES = [
+    Mistake("channels_first_in_token", lambda x, p: _patches(x, p, "b c (h p1) (w p2) -> b (h w) (c p1 p2)"),
+            "each token's values are in (channel, row, column) order, the order `F.unfold` gives: all of the patch's "
+            "red values, then its green ones... DiT lays a token out as (row, column, channel): the first pixel's C "
+            "channels, then the next pixel's, row by row (`b (h w) (p1 p2 c)`). After "
+            "`F.unfold(x, p, stride=p).transpose(1, 2)`, reorder: `.reshape(B, N, C, p * p).transpose(2, 3)"
+            ".reshape(B, N, p * p * C)`. (A network learns from either order, but `unpatchify` and DiT's code expect "
+            "this one.)"),
+    Mistake("pixels_column_major", lambda x, p: _patches(x, p, "b c (h p1) (w p2) -> b (h w) (p2 p1 c)"),
+            "inside each token the pixels go column by column: the patch is transposed. They go row by row, "
+            "(row, column, channel): `(p1 p2 c)`, with p1 the row inside the patch; with permute, the axis of the "
+            "row inside the patch comes before that of the column."),
+    Mistake("patches_column_major", lambda x, p: _patches(x, p, "b c (h p1) (w p2) -> b (w h) (p1 p2 c)"),
+            "your patches go column by column (down the first column of patches, then the next). DiT's tokens go "
+            "row by row, as one reads: token n is the patch at row n // (W/p), column n % (W/p) of the patch grid, "
+            "`b (h w) ...`, not `b (w h) ...`; with permute, the axis of the patch rows comes first."),
+    Mistake("strided_patches", lambda x, p: _patches(x, p, "b c (p1 h) (p2 w) -> b (h w) (p1 p2 c)"),
+            "each token gathers pixels H/p apart, spread over the whole image, instead of a p×p square of "
+            "neighbours: the pixel's row is (patch row)·p + (row inside the patch), so split H as `(h p1)`, not "
+            "`(p1 h)` (with reshape: (B, C, H/p, p, W/p, p), not (B, C, p, H/p, p, W/p))."),
+    Mistake("reshape_without_permute", lambda x, p: x.reshape(x.shape[0], -1, p * p * x.shape[1]),
+            "you reshaped x straight to (B, N, p·p·C). A reshape keeps the memory order (channel, row, column), so "
+            "each token is a run of consecutive values of one channel's rows, not a patch. Split the axes first, "
+            "`x.reshape(B, C, H // p, p, W // p, p)`, move them with `.permute(0, 2, 4, 3, 5, 1)` to (B, H/p, W/p, "
+            "p, p, C), then `.reshape(B, N, p * p * C)`."),
+    Mistake("rows_not_squares", lambda x, p: x.permute(0, 2, 3, 1).reshape(x.shape[0], -1, p * p * x.shape[1]),
+            "you moved the channels last and reshaped to (B, N, p·p·C): each token is then p·p consecutive pixels of "
+            "one image row, not a p×p square. Split rows and columns into (patch, pixel) before merging: "
+            "`.reshape(B, H // p, p, W // p, p, C).permute(0, 1, 3, 2, 4, 5)`, then `.reshape(B, N, p * p * C)`."),
+    Mistake("tokens_transposed", lambda x, p: _patches(x, p, "b c (h p1) (w p2) -> b (p1 p2 c) (h w)"),
+            "tokens and features are swapped: your result is (B, p·p·C, N), one column per patch. A transformer "
+            "wants one row per token, (B, N, p·p·C): `.transpose(1, 2)`."),
+    Mistake("tokens_transposed", lambda x, p: _patches(x, p, "b c (h p1) (w p2) -> b (c p1 p2) (h w)"),
+            "your result is what `F.unfold` returns, (B, C·p·p, N): one column per patch, its values in (channel, "
+            "row, column) order. A transformer wants one row per token: `.transpose(1, 2)` to (B, N, C·p·p), then "
+            "reorder each token's values to (row, column, channel): `.reshape(B, N, C, p * p).transpose(2, 3)"
+            ".reshape(B, N, p * p * C)`."),
+    Mistake("patch_and_position_swapped", lambda x, p: _patches(x, p, "b c (h p1) (w p2) -> b (p1 p2) (h w c)"),
+            "your result is (B, p·p, N·C): one row per position *inside* a patch, holding that pixel of every "
+            "patch. The roles are the other way round: one token per patch, holding the patch's p·p·C values, "
+            "(B, N, p·p·C) = `b (h w) (p1 p2 c)`."),
+    Mistake("ignores_p", lambda x, p: _patches_of_size(x, p, 4),
+            "your patches are 4×4 whatever `p` is (a patch size of the lesson's model, hard-coded?): cut patches of "
+            "side `p`, the argument (the checker tries p = 1, 2 and 4)."),
+    Mistake("ignores_p", lambda x, p: _patches_of_size(x, p, 2),
+            "your patches are 2×2 whatever `p` is (a hard-coded patch size?): cut patches of side `p`, the argument "
+            "(the checker tries p = 1, 2 and 4)."),
+    Mistake("channels_last", lambda x, p: _patches(x, p, "b (h p1) (w p2) c -> b (h w) (p1 p2 c)"),
+            "your function reads x as channels-last, (B, H, W, C), as PIL and numpy store images. Torch's images are "
+            "channels-first, (B, C, H, W): `B, C, H, W = x.shape`, and the patches come from the last two axes."),
+]
+
+
+def _patchify_cases(g: torch.Generator) -> list[tuple]:
+    """(x, p): C = 4, 3, 1, 3, 1 and p = 2, 4, 1, 4, 2, two images not square and one float64 batch. The first
+    has N = p·p·C = 16, so tokens and features swapped give the right shape, and C divisible by p, so a
+    channels-last reading runs. No batch size equals another size of its case."""
+    plan = [(3, 4, 8, 8, 2, torch.float32), (2, 3, 8, 12, 4, torch.float32), (5, 1, 4, 4, 1, torch.float32),
+            (6, 3, 16, 16, 4, torch.float64), (7, 1, 12, 8, 2, torch.float32)]
+    return [(torch.randn(B, C, H, W, generator=g, dtype=dtype), p) for B, C, H, W, p, dtype in plan]
+
+
+def _pixel(i: int, H: int, W: int) -> tuple[int, int, int]:
+    """The (channel, row, column) of element i of one image (C, H, W)."""
+    c, rest = divmod(i, H * W)
+    return (c, *divmod(rest, W))
+
+
+def _patch_where(x: Tensor, p: int, got: Tensor) -> str:
+    """Which token, and which value in it, went wrong in the first image: a sentence, or "" (no pictures needed)."""
+    expected = _patches(x[:1].double(), p)[0]  # (N, p·p·C)
+    got = got[0].double()
+    if got.shape != expected.shape:
+        return ""
+    wrong = (got != expected).nonzero()
+    if len(wrong) == 0:
+        return ""
+    n, k = (int(v) for v in wrong[0])
+    C, H, W = x.shape[1:]
+    cols = W // p
+    i, j = divmod(n, cols)
+    head = f"In the first image (C, H, W) = ({C}, {H}, {W}) with p = {p}: "
+    same = [m for m in range(len(expected)) if torch.equal(got[n].sort().values, expected[m].sort().values)]
+    if same and same[0] != n:
+        return head + (f"token {n} should be the patch at row {i}, column {j} of the patch grid, but it holds the "
+                       f"patch at row {same[0] // cols}, column {same[0] % cols}.")
+    flat = x[0].double().flatten()
+    source = (flat == got[n, k]).nonzero()
+    r, c, ch = k // (p * C), (k // C) % p, k % C
+    if same:
+        sch, sr, sc = _pixel(int(source[0]), H, W) if len(source) else (0, i * p, j * p)
+        return head + (f"token {n} holds the right patch, but its values in another order: its value {k} should be "
+                       f"the patch's pixel at row {r}, column {c}, channel {ch}, and it is the one at row "
+                       f"{sr - i * p}, column {sc - j * p}, channel {sch}.")
+    if not len(source):
+        return head + (f"value {k} of token {n} is {got[n, k].item():.4g}, no value of the image: patchify only "
+                       "moves the values, it computes none.")
+    sch, sr, sc = _pixel(int(source[0]), H, W)
+    return head + (f"token {n} should be the patch at row {i}, column {j} of the patch grid (image rows {i * p} to "
+                   f"{i * p + p - 1}, columns {j * p} to {j * p + p - 1}), but its value {k} is the image's pixel at "
+                   f"row {sr}, column {sc}, channel {sch}; it should be the one at row {i * p + r}, column "
+                   f"{j * p + c}, channel {ch}.")
+
+
+def _judge_patchify(cases: list[tuple], runs: list) -> CheckResult:
+    """Results of the wrong shape first (a mistake that moves the axes, or a hard-coded p, is named by its shape and
+    values), then the values as for any exercise; a wrong answer also says which token went wrong."""
+    ex = EXERCISES["patchify"]
+    first_wrong = None  # (case, the learner's result) of the first case judged wrong
+    for case, run in zip(cases, runs, strict=False):
+        got = run.get("result") if isinstance(run, dict) and run.get("status") == "ok" else None
+        if not isinstance(got, Tensor) or not got.is_floating_point() or run.get("changed"):
+            break
+        expected = _patches(case[0].double(), case[1])
+        if got.shape != expected.shape:
+            for m in ex.mistakes:
+                wrong = _try(m.fn, case)
+                if wrong is not None and wrong.shape == got.shape and _close(got, wrong.double(), ex.scale(case)):
+                    return CheckResult("patchify", "failed", m.message, m.name)
+            first_wrong = case, got
+            break
+        if not _close(got, expected, ex.scale(case)):
+            first_wrong = case, got
+            break
+    verdict = _judge_values(ex, cases, runs)
+    if verdict.status == "error" and len(runs) <= len(cases):
+        x, p = cases[len(runs) - 1]
+        if x.shape[2] != x.shape[3]:
+            return CheckResult("patchify", "error", f"{verdict.message} This image is not square, (H, W) = "
+                               f"{tuple(x.shape[2:])}: use H // p patches down and W // p across.", verdict.mistake)
+    if verdict.status != "failed" or first_wrong is None or verdict.mistake == "changed_input":
+        return verdict
+    (x, p), got = first_wrong
+    where = _patch_where(x, p, got) if got.ndim == 3 else ""
+    if where:
+        return CheckResult("patchify", "failed", f"{verdict.message} {where}", verdict.mistake)
+    if "shape" in verdict.message:
+        return CheckResult("patchify", "failed", f"{verdict.message} patchify returns {_PATCH_SHAPE}.",
+                           verdict.mistake)
+    return verdict
+
+
+def check_patchify(fn: Callable[[Tensor, int], Tensor], seed: int | None = None) -> CheckResult:
+    """Check ``fn(x, p) -> tokens``: images (B, C, H, W) cut into p×p patches, (B, N, p·p·C), N = (H/p)·(W/p),
+
+        einops.rearrange(x, "b c (h p1) (w p2) -> b (h w) (p1 p2 c)", p1=p, p2=p)
+
+    the patches row by row, each patch's values in (row, column, channel) order, as ``dit.patchify``.
+    Tested with p = 1, 2 and 4, C = 1, 3 and 4, images that are not square and a float64 batch; a wrong
+    answer is named, and the message says which token holds what.
+
+    Lesson: notebooks/10_colour_transformers_text.ipynb
+    """
+    return _check("patchify", fn, seed)
+
+
+# ------------------------------------------------------------ adaLN-Zero residual branch (lesson 10)
+@dataclass(frozen=True)
+class _Sublayer:
+    """In a case, stands for the sub-layer (attention or MLP) handed to an adaLN-Zero branch: ``run_cases``
+    replaces it by a ``_SublayerModel``, which answers the same and counts its calls.
+
+        sublayer(h) = a·tanh(b·h + c·roll(h, 1) + d),   roll along the last axis (the features)
+
+    nonlinear, and mixing each token's features as an MLP does; it keeps any shape, (B, N, D) included.
+    """
+
+    a: float
+    b: float
+    c: float
+    d: float
+
+    def __call__(self, h: Tensor) -> Tensor:
+        if not isinstance(h, Tensor) or not h.is_floating_point():
+            raise TypeError(f"the sublayer takes the tokens as a float tensor, got {type(h).__name__}")
+        return self.a * torch.tanh(self.b * h + self.c * h.roll(1, dims=-1) + self.d)
+
+
+class _SublayerModel(_Sublayer):
+    """The sublayer the learner's function gets: as ``_Sublayer``, counting its calls."""
+
+    def __init__(self, a: float, b: float, c: float, d: float):
+        super().__init__(a, b, c, d)
+        object.__setattr__(self, "calls", 0)
+
+    def __call__(self, h: Tensor) -> Tensor:
+        object.__setattr__(self, "calls", self.calls + 1)
+        return super().__call__(h)
+
+
+_LN_EPS = 1e-6  # DiT's LayerNorm(elementwise_affine=False, eps=1e-6); 1e-5, torch's default, passes too
+
+
+def _norm(x: Tensor, dims: tuple[int, ...] = (-1,), eps: float = _LN_EPS, correction: int = 0) -> Tensor:
+    """Layer norm without affine parameters over ``dims``; correction=1 divides the variance by D - 1."""
+    mean = x.mean(dims, keepdim=True)
+    return (x - mean) / torch.sqrt(x.var(dims, keepdim=True, correction=correction) + eps)
+
+
+def _adaln_variant(x: Tensor, shift: Tensor, scale: Tensor, gate: Tensor, sublayer: Callable[[Tensor], Tensor], *,
+                   eps: float = _LN_EPS, norm: str = "features", one: float = 1.0, swap: bool = False,
+                   broadcast: str = "sample", order: str = "scale_shift", gate_at: str = "output",
+                   residual: bool = True) -> Tensor:
+    """x + gate·sublayer(LN(x)·(1 + scale) + shift) in float64, with one piece swapped for a mistaken one (the
+    default is right). ``broadcast``: "tokens" lines all three (B, D) vectors up with the tokens, (1, B, D);
+    "modulation" only shift and scale; "gate" only the gate."""
+    x, shift, scale, gate = (v.double() for v in (x, shift, scale, gate))
+    per_token = {"sample": (), "tokens": ("m", "g"), "modulation": ("m",), "gate": ("g",)}[broadcast]
+    sh, sc = (v[None] if "m" in per_token else v[:, None] for v in (shift, scale))  # (B, 1, D), or (1, B, D)
+    g = gate[None] if "g" in per_token else gate[:, None]
+    if swap:
+        sh, sc = sc, sh
+    h = {"features": lambda: _norm(x, eps=eps), "tokens": lambda: _norm(x, (1,), eps),
+         "sample": lambda: _norm(x, (1, 2), eps), "unbiased": lambda: _norm(x, eps=eps, correction=1),
+         "none": lambda: x, "after": lambda: x}[norm]()
+    h = {"scale_shift": lambda: h * (one + sc) + sh, "shift_scale": lambda: (h + sh) * (one + sc),
+         "none": lambda: h}[order]()
+    if norm == "after":
+        h = _norm(h, eps=eps)
+    if gate_at == "input":
+        return x + sublayer(g * h)
+    out = sublayer(h)
+    if gate_at == "outside":
+        return (x + out) * g
+    branch = out if gate_at == "none" else g * out
+    return x + branch if residual else branch
+
+
+def _adaln_mistake(**kwargs: object) -> Callable[..., Tensor]:
+    return lambda x, sh, sc, g, f: _adaln_variant(x, sh, sc, g, f, **kwargs)
+
+
+_ADALN_FORMULA = "x + gate·sublayer(LN(x)·(1 + scale) + shift)"
+_ADALN_BROADCAST = ("shift, scale and gate are (B, D), one vector per sample: make them (B, 1, D), `shift[:, None]` "
+                    "or `shift.unsqueeze(1)`, so each broadcasts over the N tokens of its own sample. Against x "
+                    "(B, N, D), a (B, D) tensor lines up with the last two axes, (1, B, D): token n gets sample n's "
+                    "vector, which fits only when B = N and is wrong even then.")
+_ADALN_SHAPES = ("The shapes do not fit: shift, scale and gate are (B, D), one vector per sample; make them (B, 1, D), "
+                 "`shift[:, None]` or `shift.unsqueeze(1)`, so that each broadcasts over the N tokens of its own "
+                 "sample in x (B, N, D).")
+_ADALN_MISTAKES = [
+    Mistake("scale_without_one", _adaln_mistake(one=0.0),
+            "the normalised tokens are multiplied by scale where adaLN multiplies by 1 + scale: "
+            f"{_ADALN_FORMULA}. With the 1, scale = 0 leaves LN(x) as it is; without it, it wipes the tokens out."),
+    Mistake("shift_scale_swapped", _adaln_mistake(swap=True),
+            f"shift and scale are swapped: LN(x) is multiplied by 1 + scale, then shift is added: {_ADALN_FORMULA} "
+            "(`dl.dit.modulate(h, shift, scale)`)."),
+    Mistake("shift_before_scale", _adaln_mistake(order="shift_scale"),
+            "you shifted, then scaled: (LN(x) + shift)·(1 + scale). adaLN scales first and shifts after, as a "
+            f"LayerNorm's own γ and β do: {_ADALN_FORMULA}."),
+    Mistake("modulation_missing", _adaln_mistake(order="none"),
+            "the sublayer gets LN(x) without the modulation: scale and shift carry the conditioning (the time and "
+            f"the caption) into the block. {_ADALN_FORMULA}."),
+    Mistake("gate_missing", _adaln_mistake(gate_at="none"),
+            "the sublayer's output is added without the gate: x + gate·sublayer(...). The gate (α) is what "
+            "adaLN-Zero sets to zero at the start, so that every block begins as the identity."),
+    Mistake("residual_missing", _adaln_mistake(residual=False),
+            f"you returned gate·sublayer(...) alone: the residual connection adds it to x, {_ADALN_FORMULA}. "
+            "Without x, a block whose gate is 0 (its start) would output zeros instead of passing its input on."),
+    Mistake("gate_outside_residual", _adaln_mistake(gate_at="outside"),
+            "the gate multiplies x too: (x + sublayer(...))·gate. It scales the sublayer's branch only, "
+            f"{_ADALN_FORMULA}, so that with gate = 0 the block passes x through unchanged."),
+    Mistake("gate_on_sublayer_input", _adaln_mistake(gate_at="input"),
+            "the gate multiplies the sublayer's input; it scales its output, the branch added to x: "
+            f"{_ADALN_FORMULA}."),
+    Mistake("norm_missing", _adaln_mistake(norm="none"),
+            "x is modulated without layer norm first: normalise each token over its D features, with no affine "
+            f"parameters of its own (`F.layer_norm(x, (D,), eps=1e-6)`), then {_ADALN_FORMULA}."),
+    Mistake("norm_after_modulation", _adaln_mistake(norm="after"),
+            "the layer norm comes after the modulation, and undoes part of it. Normalise x first, then scale and "
+            f"shift: {_ADALN_FORMULA}."),
+    Mistake("norm_wrong_axis", _adaln_mistake(norm="tokens"),
+            "your layer norm normalises over the tokens (axis 1). It normalises each token over its own D features, "
+            "the last axis: `F.layer_norm(x, (x.shape[-1],), eps=1e-6)`."),
+    Mistake("norm_wrong_axis", _adaln_mistake(norm="sample"),
+            "your layer norm normalises over all of a sample's tokens and features at once. It normalises each "
+            "token over its own D features, the last axis: `F.layer_norm(x, (x.shape[-1],), eps=1e-6)`."),
+    Mistake("unbiased_variance", _adaln_mistake(norm="unbiased"),
+            "your layer norm divides the variance by D - 1: `x.var(dim=-1)` applies Bessel's correction unless told "
+            "not to. Layer norm divides by D: `x.var(dim=-1, keepdim=True, unbiased=False)`, or `F.layer_norm`."),
+    Mistake("wrong_broadcast", _adaln_mistake(broadcast="tokens"), _ADALN_BROADCAST),
+    Mistake("wrong_broadcast", _adaln_mistake(broadcast="modulation"), _ADALN_BROADCAST),
+    Mistake("wrong_broadcast", _adaln_mistake(broadcast="gate"), _ADALN_BROADCAST),
+]
+_NO_SUBLAYER_CALL = ("your function never called the `sublayer` it was given: call `sublayer(h)` on the modulated "
+                     "tokens h = LN(x)·(1 + scale) + shift, not `block.attn`, `block.mlp` or a module of your own.")
+
+
+def _adaln_cases(g: torch.Generator) -> list[tuple]:
+    """(x, shift, scale, gate, sublayer): (B, N, D) = (4, 4, 8) first, B = N, where a (B, D) vector lined up with the
+    tokens fits by chance; then (3, 5, 16), (2, 6, 12) and (5, 5, 12). D is never B or N. Each token has its own
+    mean (±0.5) and spread (0.5 to 2), so that a layer norm over the wrong axis shows; shift and scale ~ N(0, 0.5²),
+    gate ~ N(0, 1)."""
+    out = []
+    for B, N, D in [(4, 4, 8), (3, 5, 16), (2, 6, 12), (5, 5, 12)]:
+        spread = 0.5 + 1.5 * torch.rand(B, N, 1, generator=g)
+        x = 0.5 * torch.randn(B, N, 1, generator=g) + spread * torch.randn(B, N, D, generator=g)
+        shift, scale = 0.5 * torch.randn(B, D, generator=g), 0.5 * torch.randn(B, D, generator=g)
+        u = torch.rand(4, generator=g, dtype=torch.float64).tolist()
+        sublayer = _Sublayer(a=round(0.5 + u[0], 4), b=round(0.5 + u[1], 4), c=round(u[2] - 0.5, 4),
+                             d=round(0.5 * u[3] - 0.25, 4))
+        out.append((x, shift, scale, torch.randn(B, D, generator=g), sublayer))
+    return out
+
+
+def _adaln_redraw(name: str, first: tuple, g: torch.Generator) -> Tensor:
+    """A new shift, scale or gate for the first case (a probe: does the function read it at all?)."""
+    size = 1.0 if name == "gate" else 0.5
+    return size * torch.randn(first[1].shape, generator=g)
+
+
+def _adaln_reference(x: Tensor, shift: Tensor, scale: Tensor, gate: Tensor, sublayer: Callable) -> Tensor:
+    """DiT's branch in float64: x + gate·sublayer(modulate(LN(x), shift, scale)), the (B, D) vectors per sample."""
+    x = x.double()
+    h = modulate(F.layer_norm(x, x.shape[-1:], eps=_LN_EPS), shift.double(), scale.double())
+    return x + gate.double()[:, None] * sublayer(h)
+
+
+def _adaln_sensitivity(x: Tensor, shift: Tensor, scale: Tensor, gate: Tensor, sublayer: Callable) -> Tensor:
+    """What a right answer may differ by beyond float32 roundings: a layer norm's eps anywhere from 1e-6 (DiT's)
+    to 1e-5 (torch's default), plus the reference's own float32 error."""
+    right = _adaln_variant(x, shift, scale, gate, sublayer)
+    other_eps = _adaln_variant(x, shift, scale, gate, sublayer, eps=1e-5)
+    in_float32 = _adaln_variant(x.float(), shift.float(), scale.float(), gate.float(), sublayer)  # float64 inside
+    x32 = x.float()
+    h32 = modulate(F.layer_norm(x32, x32.shape[-1:], eps=_LN_EPS), shift.float(), scale.float())
+    float32 = x32 + gate.float()[:, None] * sublayer(h32)
+    return (right - other_eps).abs() + (in_float32 - float32.double()).abs()
+
+
+def _adaln_scale(case: tuple) -> float:
+    """The size of the intermediate values: x, the modulated tokens and the gated branch."""
+    x, shift, scale, gate, sublayer = case
+    x = x.double()
+    h = modulate(_norm(x), shift.double(), scale.double())
+    return _size(x, h, gate.double()[:, None] * sublayer(h))
+
+
+def _judge_adaln(cases: list[tuple], runs: list) -> CheckResult:
+    """Whether the sublayer was called at all, then the values as for any exercise; an error of shapes that do not
+    fit (B ≠ N) says how to broadcast the (B, D) vectors."""
+    for run in runs:
+        if isinstance(run, dict) and run.get("status") == "ok" and isinstance(run.get("result"), Tensor) \
+                and isinstance(run.get("calls"), int) and run["calls"] == 0:
+            return CheckResult("adaln", "failed", _NO_SUBLAYER_CALL, "ignores_sublayer")
+    verdict = _judge_values(EXERCISES["adaln"], cases, runs)
+    if verdict.status == "error" and "must match the size of tensor" in verdict.message:
+        return CheckResult("adaln", "error", f"{verdict.message} {_ADALN_SHAPES}", "wrong_broadcast")
+    return verdict
+
+
+def check_adaln(fn: Callable[[Tensor, Tensor, Tensor, Tensor, Callable[[Tensor], Tensor]], Tensor],
+                seed: int | None = None) -> CheckResult:
+    """Check ``fn(x, shift, scale, gate, sublayer) -> x_next``, one residual branch of a DiT block (adaLN-Zero):
+
+        x + gate·sublayer(LN(x)·(1 + scale) + shift)
+
+    x (B, N, D) tokens; shift, scale and gate (B, D), one vector per sample, broadcast over its N tokens;
+    LN a layer norm over the D features without affine parameters (eps 1e-6 as DiT, or torch's 1e-5).
+    The checker hands ``fn`` a sublayer of its own, nonlinear, which counts its calls. Tested with B = N,
+    where a vector lined up with the tokens instead of the samples fits by chance, and with B ≠ N.
+
+    Lesson: notebooks/10_colour_transformers_text.ipynb
+    """
+    return _check("adaln", fn, seed)
+
+
 # ------------------------------------------------------------------ the exercises
 def _noising(name: str, fn: Callable[..., Tensor], mistakes: Sequence[Mistake]) -> _Exercise:
     return _Exercise(name, _noising_cases,
@@ -1948,6 +2350,17 @@ EXERCISES: dict[str, _Exercise] = {
         reference32=_flow_step_reference(torch.float32), scale=_flow_step_scale, mistakes=_FLOW_STEP_MISTAKES,
         judge=_judge_flow_step,
         passed="correct on {n} random steps, Euler and midpoint, from t = 0 to the last step into t = 1."),
+    "patchify": _Exercise(
+        "patchify", _patchify_cases, reference=lambda x, p: patchify(x.double(), p), scale=lambda case: _size(case[0]),
+        mistakes=_PATCHIFY_MISTAKES, judge=_judge_patchify,
+        passed="correct on {n} random batches: p = 1, 2 and 4, C = 1, 3 and 4, images that are not square and "
+               "float64 included."),
+    "adaln": _Exercise(
+        "adaln", _adaln_cases, reference=_adaln_reference, sensitivity=_adaln_sensitivity, scale=_adaln_scale,
+        mistakes=_ADALN_MISTAKES, probes=("shift", "scale", "gate"), redraw=_adaln_redraw, probes_first=True,
+        judge=_judge_adaln,
+        passed="correct on {n} random batches, B = N included (where a vector lined up with the tokens fits by "
+               "chance)."),
 }
 
 
