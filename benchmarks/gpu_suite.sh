@@ -11,6 +11,8 @@
 #   throughput_eager        train_throughput.py, cifar and mnist, ours vs diffusers' twin, bf16
 #   throughput_eager_ema    cifar with torch's AveragedModel EMA (--ema averaged-model), against train()'s
 #   throughput_compile      cifar and mnist with --compile
+#   train_emoji             lesson 10's text-to-emoji DiT at its "large" size (256 tokens, ~23M parameters), 500
+#                           steps of batch 256: images/s and the loss (benchmarks/train_emoji.py)
 #   throughput_cudagraphs   cifar with --compile-mode reduce-overhead, if time is left
 # Outputs, written as each step ends, under --out (default benchmarks/results/gpu_suite/<UTC time>):
 # STEP.json and STEP.log per step, summary.json (machine, torch, commit, each step's status and seconds),
@@ -78,7 +80,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 STEPS = ["cuda_tests", "train_mnist", "export_mnist", "throughput_eager", "throughput_eager_ema",
-         "throughput_compile", "throughput_cudagraphs"]
+         "throughput_compile", "train_emoji", "throughput_cudagraphs"]
 
 
 def write(path: Path, data: dict) -> None:
@@ -309,11 +311,13 @@ if ((dry)); then
     tp=(--device cpu --batch 2 --steps 2 --warmup 1 --repeats 1 --threads 1)
     eager=(--configs cifar mnist) eager_ema=(--configs mnist-small) compiled=(--configs mnist-small)
     trace=(--compile-backend aot_eager)  # traces the compiled path without generating code: seconds, not minutes
-    b_tests=300 b_train=300 b_export=300 b_eager=300 b_ema=300 b_compile=300 b_graphs=300
+    emoji=(--size small --steps 3 --batch-size 16 --device cpu --threads 1)
+    b_tests=300 b_train=300 b_export=300 b_eager=300 b_ema=300 b_compile=300 b_emoji=300 b_graphs=300
 else
     size=(--steps 8000 --batch-size 128 --device cuda)
     tp=() eager=(--configs cifar mnist) eager_ema=(--configs cifar) compiled=(--configs cifar mnist) trace=()
-    b_tests=170 b_train=150 b_export=40 b_eager=60 b_ema=30 b_compile=180 b_graphs=600  # graphs: what is left
+    emoji=(--size large --steps 500 --batch-size 256 --device cuda)
+    b_tests=170 b_train=150 b_export=40 b_eager=60 b_ema=30 b_compile=150 b_emoji=120 b_graphs=600  # graphs: the rest
 fi
 train_cmd=("$PY" -m diffusion_lessons.cli train --dataset mnist5k --split train --class-cond "${size[@]}"
     --lr 1e-3 --warmup-steps 500 --ema-decay 0.999 --ema-power 0.75 --p-uncond 0.15 --base-channels 16
@@ -344,6 +348,8 @@ throughput throughput_eager "$b_eager" "${eager[@]}"
 throughput throughput_eager_ema "$b_ema" "${eager_ema[@]}" --ema averaged-model
 throughput throughput_compile "$b_compile" "${compiled[@]}" --compile --warmup "$( ((dry)) && echo 1 || echo 5)" \
     --repeats "$( ((dry)) && echo 1 || echo 3)" "${trace[@]}"
+run_step train_emoji "$b_emoji" "$PY" benchmarks/train_emoji.py "${emoji[@]}" --out "$out/train_emoji" \
+    --json "$out/train_emoji.json"
 throughput throughput_cudagraphs "$b_graphs" "${compiled[@]:0:2}" --compile --compile-mode reduce-overhead \
     --warmup "$( ((dry)) && echo 1 || echo 5)" --repeats "$( ((dry)) && echo 1 || echo 3)" "${trace[@]}"
 

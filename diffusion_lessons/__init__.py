@@ -12,26 +12,36 @@ The public API, in the order the lessons meet it:
 - scores, SDEs and EDM's σ view in ``continuous``, with ``karras_sigmas`` and the sampler
   ``edm_sample`` (lesson 08);
 - flow matching in ``flow``, with ``flow_matching_loss`` and ``flow_sample`` (lesson 09);
+- colour emoji with captions ``emoji``, the transformer denoiser ``DiT`` with ``DiTConfig``, the
+  ``TextEncoder`` and the latent ``Autoencoder`` (lesson 10);
 - the course manifest in ``book``.
 """
 
 from .continuous import karras_sigmas
-from .data import load_dataset, mnist5k, sklearn_digits, toy_2d
+from .data import emoji, load_dataset, mnist5k, sklearn_digits, toy_2d
+from .dit import DiT, DiTConfig
 from .flow import flow_matching_loss, flow_sample
+from .latent import Autoencoder, AutoencoderConfig
 from .noising import markov_chain, markov_step, q_posterior, q_sample
 from .pretrained import pretrained
 from .quiz import load_quiz
 from .runtime import budget, default_device
 from .sampling import ddpm_sample, edm_sample
 from .schedules import NoiseSchedule
+from .text import TextEncoder
 from .training import TrainConfig, diffusion_loss, ema_decay_at, train
 from .unet import MLPDenoiser, UNet, UNetConfig
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Autoencoder",
+    "AutoencoderConfig",
+    "DiT",
+    "DiTConfig",
     "MLPDenoiser",
     "NoiseSchedule",
+    "TextEncoder",
     "TrainConfig",
     "UNet",
     "UNetConfig",
@@ -41,6 +51,7 @@ __all__ = [
     "diffusion_loss",
     "edm_sample",
     "ema_decay_at",
+    "emoji",
     "flow_matching_loss",
     "flow_sample",
     "karras_sigmas",

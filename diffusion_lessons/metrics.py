@@ -64,17 +64,24 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .data import check_images, mnist5k
+from .data import EMOJI_CATEGORIES, check_images, emoji, mnist5k
 from .runtime import cpu_name, save_atomic
 
 __all__ = [
     "CLASSIFIER_PATH",
+    "EMOJI_CLASSIFIER_PATH",
+    "EmojiClassifier",
     "MnistClassifier",
+    "category_agreement",
     "classifier",
     "classify",
+    "emoji_classifier",
+    "emoji_features",
+    "emoji_frechet_distance",
     "features",
     "frechet_distance",
     "label_agreement",
+    "nearest_neighbours",
     "reference_images",
     "train_classifier",
 ]
@@ -261,18 +268,20 @@ def reference_images() -> Tensor:
 
 # ----------------------------------------------------------------------------- training
 def _augment(x: Tensor, generator: torch.Generator, degrees: float = 12.0, shift: float = 2.0,
-             scale: float = 0.1) -> Tensor:
-    """Random small rotations, shifts (in pixels) and zooms of a batch (B, 1, 28, 28) in [-1, 1]."""
+             scale: float = 0.1, background: float = -1.0) -> Tensor:
+    """Random small rotations, shifts (in pixels) and zooms of a batch (B, C, S, S) in [-1, 1]; new borders
+    get the ``background`` value (-1: MNIST's black; +1: the emoji's white page)."""
     B = x.shape[0]
     u = torch.rand(B, 4, generator=generator) * 2 - 1  # (B, 4) uniform in [-1, 1]
     angle = u[:, 0] * math.radians(degrees)
     zoom = 1 + u[:, 1] * scale
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-    tx, ty = u[:, 2] * shift * 2 / 28, u[:, 3] * shift * 2 / 28  # pixels -> affine_grid's [-1, 1] units
+    side = x.shape[-1]
+    tx, ty = u[:, 2] * shift * 2 / side, u[:, 3] * shift * 2 / side  # pixels -> affine_grid's [-1, 1] units
     theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)  # (B, 2, 3)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    # grid_sample pads with 0: shift the background (-1) to 0 first, so new borders are background
-    return F.grid_sample(x + 1, grid, align_corners=False, padding_mode="zeros") - 1
+    # grid_sample pads with 0: shift the background to 0 first, so new borders are background
+    return F.grid_sample(x - background, grid, align_corners=False, padding_mode="zeros") + background
 
 
 def _accuracy(net: nn.Module, x: Tensor, y: Tensor) -> float:
@@ -377,6 +386,185 @@ def _train_classifier(out: str | Path | None, steps: int, batch_size: int, lr: f
     return net, card
 
 
+# ----------------------------------------------------------------------------- emoji (lesson 10)
+EMOJI_CLASSIFIER_PATH = Path(__file__).parent / "weights" / "emoji_classifier.pt"
+EMOJI_SHAPE = (3, 32, 32)
+
+
+class EmojiClassifier(nn.Module):
+    """A small CNN that tells the 8 emoji groups apart; its penultimate layer gives the emoji's Fréchet distance.
+
+    (B, 3, 32, 32) -> conv 32 -> pool -> conv 64, conv 64 -> pool -> conv 128 -> pool -> (B, 128·4·4)
+    -> linear + batch norm + ReLU: the features (B, num_features) -> linear: logits (B, 8).
+
+    Lesson: notebooks/10_colour_transformers_text.ipynb
+    """
+
+    def __init__(self, num_features: int = 32, dropout: float = 0.3) -> None:
+        super().__init__()
+        self.num_features = num_features
+
+        def conv(c_in: int, c_out: int) -> list[nn.Module]:
+            return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+
+        self.body = nn.Sequential(
+            *conv(3, 32), nn.MaxPool2d(2),  # (B, 32, 16, 16)
+            *conv(32, 64), *conv(64, 64), nn.MaxPool2d(2),  # (B, 64, 8, 8)
+            *conv(64, 128), nn.MaxPool2d(2),  # (B, 128, 4, 4)
+            nn.Flatten(),
+            nn.Linear(128 * 4 * 4, num_features, bias=False), nn.BatchNorm1d(num_features), nn.ReLU(),  # (B, D)
+        )
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(num_features, len(EMOJI_CATEGORIES)))
+
+    def features(self, x: Tensor) -> Tensor:
+        return self.body(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.body(x))
+
+
+@lru_cache(maxsize=4)
+def _load_emoji_classifier(device: str) -> EmojiClassifier:
+    if not EMOJI_CLASSIFIER_PATH.is_file():
+        raise FileNotFoundError(f"the emoji classifier's weights are missing from the package "
+                                f"({EMOJI_CLASSIFIER_PATH}); train them with: "
+                                "python -m diffusion_lessons.metrics train-emoji-classifier")
+    data = torch.load(EMOJI_CLASSIFIER_PATH, map_location="cpu", weights_only=True)
+    net = EmojiClassifier(**data["model_config"])
+    net.load_state_dict(data["state_dict"])
+    net.card = data["card"]
+    return net.eval().requires_grad_(False).to(device)
+
+
+def emoji_classifier(device: str | torch.device = "cpu") -> EmojiClassifier:
+    """The shipped emoji classifier (eval mode, frozen); ``.card`` says how it was trained and what it scores.
+
+    Lesson: notebooks/10_colour_transformers_text.ipynb
+    """
+    return _load_emoji_classifier(str(torch.device(device)))
+
+
+def _emoji_images(images: Tensor, name: str) -> Tensor:
+    return check_images(images, name, shape=EMOJI_SHAPE, value_limit=VALUE_LIMIT)
+
+
+def emoji_features(images: Tensor, batch_size: int = 500) -> Tensor:
+    """The emoji classifier's features: images (N, 3, 32, 32) in [-1, 1] -> (N, D) float32.
+
+    Lesson: notebooks/10_colour_transformers_text.ipynb
+    """
+    _check_batch_size(batch_size)
+    images = _emoji_images(images, "images")
+    net = emoji_classifier(images.device)
+    with torch.no_grad():
+        return torch.cat([net.features(b.float()) for b in images.split(batch_size)])
+
+
+def emoji_frechet_distance(real: Tensor, fake: Tensor) -> float:
+    """The Fréchet distance between two emoji sets (N, 3, 32, 32) on the emoji classifier's features.
+
+    The same formula and pitfalls as ``frechet_distance`` (compare at equal N, against the same
+    reference set; real-vs-real at that N is the floor). Lower is better.
+
+    Lesson: notebooks/10_colour_transformers_text.ipynb
+    """
+    real, fake = _emoji_images(real, "real"), _emoji_images(fake, "fake")
+    for name, x in (("real", real), ("fake", fake)):
+        if x.shape[0] < 2:
+            raise ValueError(f"{name} must have at least 2 images to estimate a covariance, got {x.shape[0]}")
+    return _frechet_from_features(emoji_features(real), emoji_features(fake))
+
+
+def category_agreement(images: Tensor, labels: Tensor) -> float:
+    """The share of ``images`` (N, 3, 32, 32) the emoji classifier puts in the group asked for, ``labels`` (N,).
+
+    Read it next to the classifier's own held-out accuracy (its ``card``): it cannot be higher
+    than what the classifier gets right on real emoji. Chance is 1/8.
+
+    Lesson: notebooks/10_colour_transformers_text.ipynb
+    """
+    images = _emoji_images(images, "images")
+    labels = torch.as_tensor(labels)
+    if labels.shape != (images.shape[0],) or labels.is_floating_point() or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be integer groups of shape ({images.shape[0]},), got "
+                         f"{tuple(labels.shape)} {labels.dtype}")
+    if labels.min() < 0 or labels.max() >= len(EMOJI_CATEGORIES):
+        raise ValueError(f"labels must be in [0, {len(EMOJI_CATEGORIES) - 1}] (dl.data.EMOJI_CATEGORIES)")
+    net = emoji_classifier(images.device)
+    with torch.no_grad():
+        pred = torch.cat([net(b.float()).argmax(1) for b in images.split(500)])
+    return (pred.cpu() == labels.cpu()).float().mean().item()
+
+
+def nearest_neighbours(images: Tensor, pool: Tensor) -> tuple[Tensor, Tensor]:
+    """For each image (N, C, H, W), its nearest image in ``pool`` (M, C, H, W) by pixel distance.
+
+    Returns the distances (N,) (root mean squared difference per pixel, in [-1, 1] units) and the
+    indices (N,) into ``pool``. The copying check: compare the distances of generated images
+    to the training set with those of held-out real images (a new emoji is not a copy).
+
+    Lesson: notebooks/10_colour_transformers_text.ipynb
+    """
+    images, pool = check_images(images, "images"), check_images(pool, "pool")
+    if images.shape[1:] != pool.shape[1:]:
+        raise ValueError(f"images and pool must have the same image shape, got {tuple(images.shape[1:])} and "
+                         f"{tuple(pool.shape[1:])}")
+    d = torch.cdist(images.flatten(1).double(), pool.flatten(1).double())  # (N, M) Euclidean distances
+    dist, index = d.min(dim=1)
+    return (dist / math.sqrt(images[0].numel())).float(), index
+
+
+def train_emoji_classifier(out: str | Path | None = None, steps: int = 1500, batch_size: int = 128,
+                           lr: float = 3e-3, seed: int = 0, command: str = "",
+                           progress: bool = False) -> tuple[EmojiClassifier, dict]:
+    """Train the emoji classifier on ``dl.emoji(split="train")`` (shifted, rotated, zoomed batches on a white
+    page, random left-right flips) and measure it on the held-out split. One CPU thread, seeded.
+
+    Lesson: notebooks/10_colour_transformers_text.ipynb
+    """
+    start = time.perf_counter()
+    x_train, _, y_train = emoji(split="train")
+    x_test, _, y_test = emoji(split="test")
+    gen = torch.Generator().manual_seed(seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = EmojiClassifier()
+            opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=5e-4)
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.2)
+            net.train()
+            for step in range(steps):
+                idx = torch.randint(0, len(x_train), (batch_size,), generator=gen)
+                x = _augment(x_train[idx], gen, degrees=10.0, shift=2.0, scale=0.1, background=1.0)
+                flip = torch.rand(batch_size, generator=gen) < 0.5
+                x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+                loss = F.cross_entropy(net(x), y_train[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                if progress and (step + 1) % 100 == 0:
+                    print(f"step {step + 1}/{steps}  loss {loss.item():.4f}", file=sys.stderr, flush=True)
+        net.eval().requires_grad_(False)
+        card = {"command": command, "machine": _describe_machine(), "torch": str(torch.__version__),
+                "data": f"dl.emoji(split='train'): {len(x_train)} emoji; test: {len(x_test)} held out",
+                "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "num_threads": 1,
+                "parameters": sum(p.numel() for p in net.parameters()),
+                "train_accuracy": round(_accuracy(net, x_train, y_train), 4),
+                "test_accuracy": round(_accuracy(net, x_test, y_test), 4),
+                "wall_time_s": round(time.perf_counter() - start, 1)}
+    finally:
+        torch.set_num_threads(threads)
+    net.card = card
+    if out is not None:
+        save_atomic({"model_config": {"num_features": net.num_features},
+                     "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+                     "card": card}, out)
+    return net, card
+
+
 # ----------------------------------------------------------------------------- command line
 def main(argv: list[str] | None = None) -> int:
     """``python -m diffusion_lessons.metrics train-classifier --out PATH``: (re)train the shipped classifier."""
@@ -391,8 +579,16 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--seed", type=int, default=0, help="seeds the weights, data order and augmentation")
     t.add_argument("--threads", type=int, default=1, help="CPU threads (1: repeatable on any machine)")
     t.add_argument("--machine", default=None, help="how the card describes this machine (default: detected)")
+    e = sub.add_parser("train-emoji-classifier", help="train the emoji classifier (lesson 10) and write its weights")
+    e.add_argument("--out", type=Path, default=EMOJI_CLASSIFIER_PATH, help="where to write the weights file")
+    e.add_argument("--steps", type=int, default=1500, help="optimizer steps")
     args = parser.parse_args(argv)
     command = shlex.join(["python", "-m", "diffusion_lessons.metrics", *argv])
+    if args.command == "train-emoji-classifier":
+        _, card = train_emoji_classifier(args.out, steps=args.steps, command=command, progress=True)
+        print(f"wrote {args.out}: test accuracy {card['test_accuracy']:.4f}, train accuracy "
+              f"{card['train_accuracy']:.4f}, {card['wall_time_s']:.0f} s")
+        return 0
     _, card = train_classifier(args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                                num_threads=args.threads,
                                command=command, machine=args.machine, progress=True)

@@ -19,7 +19,7 @@ import diffusion_lessons as dl
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = ["cuda_tests", "train_mnist", "export_mnist", "throughput_eager", "throughput_eager_ema",
-         "throughput_compile", "throughput_cudagraphs"]
+         "throughput_compile", "train_emoji", "throughput_cudagraphs"]
 THROUGHPUT = [s for s in STEPS if s.startswith("throughput")]
 
 
@@ -84,6 +84,13 @@ def test_the_trained_weights_load_with_their_card(dry_run):
     assert "--steps 20 --batch-size 16" in p.card["command"] and p.card["machine"]
     exported = json.loads((out / "export_mnist.json").read_text())
     assert 0 <= exported["eval"]["ema"]["label_agreement_guidance_3"] <= 1 and (out / "mnist_samples.png").is_file()
+
+
+def test_the_emoji_step_trains_a_text_dit_and_records_it(dry_run):
+    _, out, _ = dry_run
+    card = json.loads((out / "train_emoji.json").read_text())
+    assert card["steps"] == 3 and card["batch_size"] == 16 and card["images_per_second"] > 0
+    assert card["final_loss"] > 0 and "train_emoji.py" in card["command"]
 
 
 def test_the_tarball_holds_everything_but_checkpoints(dry_run):
