@@ -160,9 +160,10 @@ def cmd_compare(args: argparse.Namespace) -> dict:
                **evaluate_samples(out, y, test)}
         near, _ = metrics.nearest_neighbours(out, images)
         row["median_nn_distance"] = round(near.median().item(), 4)
-        results["models"][kind] = row
+        row["steps"] = args.steps
+        results["models"][kind + args.suffix] = row
         save_grid(out.reshape(8, N_PER_GROUP, 3, 32, 32)[:, :12].reshape(-1, 3, 32, 32),
-                  RESULTS_DIR / f"emoji_{kind}.png")
+                  RESULTS_DIR / f"emoji_{kind}{args.suffix}.png")
         print(kind, json.dumps(row), flush=True)
     near, _ = metrics.nearest_neighbours(test, images)
     results["test_median_nn_distance"] = round(near.median().item(), 4)
@@ -170,6 +171,7 @@ def cmd_compare(args: argparse.Namespace) -> dict:
     if path.is_file() and args.merge:
         old = json.loads(path.read_text())
         results["models"] = {**old.get("models", {}), **results["models"]}
+        results["steps"] = old.get("steps", results["steps"])
     path.write_text(json.dumps(results, indent=1) + "\n")
     return results
 
@@ -229,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--steps", type=int, default=1200)
     c.add_argument("--models", nargs="+", default=["unet", "dit", "latent_dit"])
     c.add_argument("--merge", action="store_true", help="keep the other models' rows of the results file")
+    c.add_argument("--suffix", default="", help="appended to each row's name, e.g. _4400 for a longer run")
     e = sub.add_parser("evaluate")
     e.add_argument("--guidance", type=float, nargs="+", default=[1.0, 3.0, 6.0])
     args = parser.parse_args(argv)
