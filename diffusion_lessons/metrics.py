@@ -126,16 +126,21 @@ class MnistClassifier(nn.Module):
         return self.head(self.body(x))
 
 
-@lru_cache(maxsize=4)
-def _load_classifier(device: str) -> MnistClassifier:
-    if not CLASSIFIER_PATH.is_file():
-        raise FileNotFoundError(f"the classifier's weights are missing from the package ({CLASSIFIER_PATH}); "
-                                "train them with: python -m diffusion_lessons.metrics train-classifier")
-    data = torch.load(CLASSIFIER_PATH, map_location="cpu", weights_only=True)  # tensors and plain data: no code runs
-    net = MnistClassifier(**data["model_config"])
+def _load_net(path: Path, cls: type[nn.Module], command: str, device: str) -> nn.Module:
+    """A shipped classifier: its weights, config and card from ``path``, eval mode, frozen, on ``device``."""
+    if not path.is_file():
+        raise FileNotFoundError(f"the classifier's weights are missing from the package ({path}); "
+                                f"train them with: python -m diffusion_lessons.metrics {command}")
+    data = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain data: no code runs
+    net = cls(**data["model_config"])
     net.load_state_dict(data["state_dict"])
     net.card = data["card"]  # how it was trained and what it scored
     return net.eval().requires_grad_(False).to(device)
+
+
+@lru_cache(maxsize=4)
+def _load_classifier(device: str) -> MnistClassifier:
+    return _load_net(CLASSIFIER_PATH, MnistClassifier, "train-classifier", device)
 
 
 def classifier(device: str | torch.device = "cpu") -> MnistClassifier:
@@ -425,15 +430,7 @@ class EmojiClassifier(nn.Module):
 
 @lru_cache(maxsize=4)
 def _load_emoji_classifier(device: str) -> EmojiClassifier:
-    if not EMOJI_CLASSIFIER_PATH.is_file():
-        raise FileNotFoundError(f"the emoji classifier's weights are missing from the package "
-                                f"({EMOJI_CLASSIFIER_PATH}); train them with: "
-                                "python -m diffusion_lessons.metrics train-emoji-classifier")
-    data = torch.load(EMOJI_CLASSIFIER_PATH, map_location="cpu", weights_only=True)
-    net = EmojiClassifier(**data["model_config"])
-    net.load_state_dict(data["state_dict"])
-    net.card = data["card"]
-    return net.eval().requires_grad_(False).to(device)
+    return _load_net(EMOJI_CLASSIFIER_PATH, EmojiClassifier, "train-emoji-classifier", device)
 
 
 def emoji_classifier(device: str | torch.device = "cpu") -> EmojiClassifier:

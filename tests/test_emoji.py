@@ -27,7 +27,7 @@ def test_emoji_are_colour_images_in_range_with_captions_and_groups(emo):
     assert labels.dtype == torch.long and set(labels.tolist()) == set(range(len(EMOJI_CATEGORIES)))
     assert "red apple" in captions and "grinning face" in captions
     assert len(set(captions)) == len(captions)  # skin-tone variants would repeat captions with a suffix
-    assert not any("skin tone" in c or c.startswith("flag") for c in captions)
+    assert not any("skin tone" in c or c.startswith("flag:") for c in captions)  # no variants, no country flags
 
 
 def test_the_glyphs_are_not_blank_and_differ(emo):
@@ -136,7 +136,7 @@ def test_emoji_metrics(emo):
     fd = [metrics.emoji_frechet_distance(test.images, (test.images + s * noise).clamp(-1, 1)) for s in (0.05, 0.5)]
     assert 0 < fd[0] < fd[1]  # more noise, further away
     agree = metrics.category_agreement(test.images, test.labels)
-    assert abs(agree - net.card["test_accuracy"]) < 1e-6
+    assert abs(agree - net.card["test_accuracy"]) < 1e-4  # the card rounds to 4 decimals
     with pytest.raises(ValueError, match="labels must be in \\[0, 7\\]"):
         metrics.category_agreement(test.images[:2], torch.tensor([0, 8]))
     with pytest.raises(ValueError, match="shape \\(N, 3, 32, 32\\)"):
