@@ -373,7 +373,8 @@ class Emoji(NamedTuple):
     labels: Tensor  # (N,) int64: its Unicode group, an index into EMOJI_CATEGORIES
 
 
-def _emoji_rows() -> list[tuple[str, str, str]]:
+@lru_cache(maxsize=1)
+def _emoji_rows() -> tuple[tuple[str, str, str], ...]:
     """(hexcode, caption, category) of every emoji the course uses, in OpenMoji's order.
 
     Kept: the eight Unicode groups of EMOJI_CATEGORIES, and OpenMoji's own extra emoji whose
@@ -388,7 +389,7 @@ def _emoji_rows() -> list[tuple[str, str, str]]:
     - an extra drawn again once Unicode added it (OpenMoji's own "donkey" beside Unicode's): one
       caption, one emoji (the first).
     Near-duplicates that remain ("cook", "man cook", "woman cook") are kept, but always on the same
-    side of the train/test split (``_caption_family``).
+    side of the train/test split (``_caption_family``). Read once per process (the table ships with the package).
     """
     rows, seen = [], set()
     for line in EMOJI_META.read_text(encoding="utf-8").splitlines()[3:]:  # two comment lines, then the header
@@ -398,7 +399,7 @@ def _emoji_rows() -> list[tuple[str, str, str]]:
         if group in EMOJI_CATEGORIES and annotation not in seen:
             rows.append((hexcode, annotation, group))
             seen.add(annotation)
-    return rows
+    return tuple(rows)
 
 
 def _caption_family(caption: str) -> str:
@@ -499,7 +500,8 @@ def emoji(size: int = 32, split: str = "all", categories: Iterable[str] | None =
         if unknown or not categories:
             raise ValueError(f"categories must be a non-empty list from {EMOJI_CATEGORIES}, got {categories!r}")
     pixels, kept = _emoji_arrays(int(size))
-    rows = [_emoji_rows()[i] for i in kept]
+    table = _emoji_rows()
+    rows = [table[i] for i in kept]
     keep = np.ones(len(rows), dtype=bool)
     if split != "all":
         held_out = np.array([zlib.crc32(_caption_family(c).encode()) % EMOJI_TEST_SHARE == 0 for _, c, _ in rows])
