@@ -31,7 +31,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import NoReturn
 
-from .book import Book, load_book
+from .book import Book, format_minutes, load_book
 from .quiz import available_quizzes, load_quiz
 
 PROG = "diffusion-lessons"
@@ -142,13 +142,18 @@ def _check_course_notebooks(book: Book) -> None:
     """Every chapter's notebook exists and is JSON, checked before anything is written."""
     for n, chapter in enumerate(book.chapters, 1):
         _check_notebook_file(f"notebook of chapter {n}", book.root / chapter.notebook)
+    for n, project in enumerate(book.projects, 1):
+        _check_notebook_file(f"notebook of project {n}", book.root / project.notebook)
 
 
 def _lessons(args: argparse.Namespace) -> int:
     book = _load_book(args.manifest)
     print(f"{book.title}\n")
-    for n, c in enumerate(book.chapters, 1):
-        print(f"{n:2d}. {c.title}  ({c.notebook}, about {c.minutes:g} min on CPU)")
+    for c in book.notebooks:
+        if c.project and c == book.projects[0]:
+            print("\nProjects\n")
+        study = f"{format_minutes(c.study_minutes)} of study, " if c.study_minutes else ""
+        print(f"{c.label:>3s}. {c.title}  ({c.notebook}, {study}about {c.minutes:g} min on CPU)")
         for objective in c.objectives:
             print(f"      - {objective}")
     return 0

@@ -156,9 +156,9 @@ def _chapter_of(path: Path, nb: NotebookNode, book: Book, chapter: str | None) -
     """The chapter to grade ``path`` on, from the teacher (``chapter``, else the file name), and a note
     if the submission's own metadata names another one."""
     if chapter is not None:
-        found = next(c for c in book.chapters if c.name == chapter)
+        found = next(c for c in book.notebooks if c.name == chapter)
     else:
-        matches = [c for c in book.chapters if c.name in path.name]
+        matches = [c for c in book.notebooks if c.name in path.name]
         if not matches:
             raise GradingError(f"no chapter of book.toml in the file name {path.name!r}: name it like "
                                f"alice_{book.chapters[0].name}.ipynb, or pass --chapter")
@@ -694,8 +694,8 @@ def grade_submissions(
     Guide: docs/teaching.md
     """
     book = load_book() if book is None else book
-    if chapter is not None and chapter not in {c.name for c in book.chapters}:
-        raise ValueError(f"chapter must be one of {[c.name for c in book.chapters]}, got {chapter!r}")
+    if chapter is not None and chapter not in {c.name for c in book.notebooks}:
+        raise ValueError(f"chapter must be one of {[c.name for c in book.notebooks]}, got {chapter!r}")
     for name, value in [("timeout", timeout), ("check_seconds", check_seconds), ("memory_gib", memory_gib)]:
         if not value > 0:
             raise ValueError(f"{name} must be a positive number, got {value!r}")
@@ -710,7 +710,7 @@ def grade_submissions(
                for c in {s.chapter for s in submissions if s.chapter is not None}}
     readable = [s for s in submissions if s.key]
     watched_files = list(dict.fromkeys(p.resolve() for p in [book.root / "book.toml",
-                                                              *(book.root / c.notebook for c in book.chapters),
+                                                              *(book.root / c.notebook for c in book.notebooks),
                                                               *(s.path for s in readable)]))
     watch = _Watch([package], watched_files, {s.path.resolve(): (s.key, s.raw) for s in readable})
     previous = _set_subreaper(True)

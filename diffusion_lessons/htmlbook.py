@@ -21,6 +21,7 @@ nbval); ``--execute`` runs each notebook first, in a fresh kernel.
 
 from __future__ import annotations
 
+import ast
 import copy
 import html
 import re
@@ -31,16 +32,19 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-from .book import Book, Chapter, load_book
+from .book import Book, Chapter, format_minutes, load_book
 from .runtime import kernel_env
 
-__all__ = ["TEMPLATES", "build_book", "degrade_widgets", "page_name"]
+__all__ = ["PLACEHOLDER_ALT", "TEMPLATES", "add_alt_text", "build_book", "degrade_widgets", "figure_title", "page_name"]
 
 TEMPLATES = Path(__file__).parent / "templates"  # nbconvert template folder; the book's template is "book"
+SYLLABUS_PAGE = "syllabus.html"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 # A widget's text/plain is its Python repr, e.g. "interactive(children=(IntSlider(value=200, ..."
 _WIDGET_REPR = re.compile(r"^\w+\((children|value|description|layout|options)=")
+PLACEHOLDER_ALT = "No description has been provided for this image"  # what nbconvert writes when a figure has none
+_IMAGES = ("image/png", "image/jpeg")
 _CONTROL = re.compile(r"(Slider|Dropdown|Checkbox|ToggleButtons|RadioButtons|Select|Text)Model$")
 
 
@@ -110,29 +114,131 @@ def degrade_widgets(nb: NotebookNode) -> NotebookNode:
     return nb
 
 
+# ------------------------------------------------------------------ alt text
+def figure_title(source: str) -> str | None:
+    """The first title a cell's code gives its figure as a plain string: ``title="..."``, ``suptitle("...")``,
+    ``set_title("...")`` or ``plt.title("...")``; None if it gives none (or only f-strings).
+
+    Guide: docs/teaching.md
+    """
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:  # IPython magics and the like
+        return None
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        texts = [k.value for k in node.keywords if k.arg in ("title", "suptitle")]
+        if name in ("suptitle", "set_title", "title") and node.args:
+            texts.insert(0, node.args[0])
+        for text in texts:
+            if isinstance(text, ast.Constant) and isinstance(text.value, str) and text.value.strip():
+                return " ".join(text.value.split())
+    return None
+
+
+def add_alt_text(nb: NotebookNode, where: str = "notebook") -> NotebookNode:
+    """A copy of ``nb`` whose figures carry their alt text in ``output.metadata["dl_alt"]`` (the book's template
+    writes it into ``<img alt=...>``).
+
+    A code cell's ``metadata["alt"]`` gives it: one string for all the cell's figures, or a list with one string
+    per figure, in the order they are shown (after ``degrade_widgets``). Without it, the figure's title in the
+    cell's code (``figure_title``). A figure with neither gets none, and nbconvert's placeholder, which the tests
+    reject.
+
+    Guide: docs/teaching.md
+    """
+    nb = copy.deepcopy(nb)
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        figures = [o for o in cell.get("outputs", []) if any(m in o.get("data", {}) for m in _IMAGES)]
+        alt = cell.metadata.get("alt")
+        if isinstance(alt, str):
+            alt = [alt] * len(figures)
+        elif alt is None:
+            title = figure_title(cell.source)
+            alt = [title] * len(figures) if title else []
+        elif not (isinstance(alt, list) and all(isinstance(a, str) for a in alt)) or len(alt) != len(figures):
+            raise ValueError(f"{where}, cell {index + 1}: metadata 'alt' must be a string or a list of "
+                             f"{len(figures)} strings (one per figure it shows), got {alt!r}")
+        for output, text in zip(figures, alt, strict=False):
+            if text.strip():
+                output.setdefault("metadata", {})["dl_alt"] = " ".join(text.split())
+    return nb
+
+
 # ------------------------------------------------------------------ navigation
 def _link(href: str, text: str, cls: str = "") -> str:
     return f'<a href="{html.escape(href)}"{f" class={cls!r}" if cls else ""}>{html.escape(text)}</a>'
 
 
-def _toc(book: Book, current: Chapter | None) -> str:
-    """The table of contents: the landing page, the chapters; under the current one, a placeholder for its sections."""
-    items = [f"<li>{_link('index.html', 'About this course', 'dl-current' if current is None else '')}</li>"]
-    for n, c in enumerate(book.chapters, 1):
-        here = c == current
-        sections = "<!--dl-sections-->" if here else ""
-        items.append(f"<li>{_link(page_name(c), f'{n:02d}. {c.title}', 'dl-current' if here else '')}{sections}</li>")
-    return '<p class="dl-toc-title">Contents</p><ol class="dl-chapters">' + ''.join(items) + '</ol>'
+def _pages(book: Book) -> list[tuple[str, str, Chapter | None]]:
+    """Every page of the book in reading order: (file, its title in the contents, its chapter or None)."""
+    pages = [("index.html", "About this course", None)]
+    if book.syllabus:
+        pages.append((SYLLABUS_PAGE, "Syllabus: the course as a module", None))
+    pages += [(page_name(c), f"{c.label}. {c.title}", c) for c in book.notebooks]
+    return pages
 
 
-def _pager(book: Book, index: int | None) -> str:
-    """Previous/next links; ``index`` is the chapter's position, None for the landing page."""
-    pages = [("index.html", "About this course")]
-    pages += [(page_name(c), f"{n:02d}. {c.title}") for n, c in enumerate(book.chapters, 1)]
-    here = 0 if index is None else index + 1
+def _toc(book: Book, current: str) -> str:
+    """The table of contents: the front pages, the lessons, the projects; under the current chapter, a
+    placeholder for its sections. ``current`` is the current page's file."""
+
+    def item(href: str, text: str) -> str:
+        here = href == current
+        return f"<li>{_link(href, text, 'dl-current' if here else '')}{'<!--dl-sections-->' if here else ''}</li>"
+
+    pages = _pages(book)
+    front = [item(h, t) for h, t, c in pages if c is None]
+    lessons = [item(h, t) for h, t, c in pages if c is not None and not c.project]
+    projects = [item(h, t) for h, t, c in pages if c is not None and c.project]
+    toc = '<p class="dl-toc-title">Contents</p><ul class="dl-chapters">' + "".join(front) + "</ul>"
+    toc += '<p class="dl-toc-title">Lessons</p><ol class="dl-chapters">' + "".join(lessons) + "</ol>"
+    if projects:
+        toc += '<p class="dl-toc-title">Projects</p><ol class="dl-chapters">' + "".join(projects) + "</ol>"
+    return toc
+
+
+def _pager(book: Book, current: str, where: str = "top") -> str:
+    """Previous/next links around the page ``current`` (its file), at the ``where`` ("top", "bottom") of the page."""
+    pages = _pages(book)
+    here = [h for h, _, _ in pages].index(current)
     prev = _link(pages[here - 1][0], f"← {pages[here - 1][1]}", "dl-prev") if here > 0 else "<span></span>"
     nxt = _link(pages[here + 1][0], f"{pages[here + 1][1]} →", "dl-next") if here + 1 < len(pages) else "<span></span>"
-    return f'<nav class="dl-pager" aria-label="Previous and next">{prev}{nxt}</nav>'
+    return f'<nav class="dl-pager" aria-label="Previous and next page ({where})">{prev}{nxt}</nav>'
+
+
+_HEADING = re.compile(r"^h([1-6])$")
+
+
+def _accessible(page: str) -> str:
+    """Two repairs of nbconvert's page: headings never skip a level (a quiz's <h4> under a lesson's <h2> becomes
+    an <h3>), and ids that nbconvert percent-encoded (a heading with "—") are spelled plainly, with the links
+    to them, so that a link's target is found by every reader."""
+    from urllib.parse import unquote
+
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(page, features="html.parser")
+    main = soup.find("main") or soup
+    previous = 0
+    for heading in main.find_all(_HEADING):
+        level = int(heading.name[1])
+        if level > previous + 1:
+            level = previous + 1
+            heading.name = f"h{level}"
+        previous = level
+    renamed = {}
+    for element in soup.find_all(id=re.compile("%")):
+        new = re.sub(r"-{2,}", "-", re.sub(r"[^\w.,:$()-]", "-", unquote(element["id"]), flags=re.ASCII))
+        renamed[element["id"]] = element["id"] = new
+    if renamed:
+        for link in soup.find_all("a", href=re.compile("^#")):
+            link["href"] = "#" + renamed.get(link["href"][1:], link["href"][1:])
+    return str(soup)
 
 
 _H2 = re.compile(r'<h2 id="([^"]+)">(.*?)<a class="anchor-link"', re.S)
@@ -144,24 +250,54 @@ def _add_sections(page: str) -> str:
     return page.replace("<!--dl-sections-->", f'<ul class="dl-sections">{sections}</ul>' if sections else "", 1)
 
 
+def _chapter_item(c: Chapter) -> str:
+    e = html.escape
+    objectives = "".join(f"<li>{e(o)}</li>" for o in c.objectives)
+    exercises = f", {len(c.exercises)} checked exercise{'s' * (len(c.exercises) != 1)}" if c.exercises else ""
+    study = f"about {format_minutes(c.study_minutes)} of study · " if c.study_minutes else ""
+    return (f"<li><h3>{_link(page_name(c), f'{c.label}. {c.title}')}</h3>"
+            f"<p class='dl-meta'>{study}{c.minutes:g} min on CPU{exercises}{', a quiz' if c.quiz else ''}"
+            f" · <code>{e(c.notebook)}</code></p><p>You will be able to:</p><ul>{objectives}</ul></li>")
+
+
 def _landing(book: Book) -> str:
-    """The landing page's body: the course, then each chapter with its objectives and minutes."""
+    """The landing page's body: the course, then each chapter and project with its objectives and times."""
     e = html.escape
     parts = [f"<h1>{e(book.title)}</h1>", f"<p class='dl-description'>{e(book.description)}</p>"]
     if book.authors:
         parts.append(f"<p class='dl-authors'>{e(', '.join(book.authors))}</p>")
     total = sum(c.minutes for c in book.chapters)
-    parts.append(f"<h2>Chapters</h2><p>{len(book.chapters)} lessons, about {total:g} minutes of computing on a "
-                 "laptop CPU in all; each is a Jupyter notebook you can run and change.</p>")
-    parts.append("<ol class='dl-chapter-list'>")
-    for c in book.chapters:
-        objectives = "".join(f"<li>{e(o)}</li>" for o in c.objectives)
-        exercises = f", {len(c.exercises)} exercise{'s' * (len(c.exercises) != 1)}" if c.exercises else ""
-        parts.append(f"<li><h3>{_link(page_name(c), c.title)}</h3>"
-                     f"<p class='dl-meta'>about {c.minutes:g} min on CPU{exercises}{', a quiz' if c.quiz else ''}"
-                     f" · <code>{e(c.notebook)}</code></p><p>You will be able to:</p><ul>{objectives}</ul></li>")
-    parts.append("</ol>")
+    study = sum(c.study_minutes or 0 for c in book.chapters)
+    hours = f"about {study / 60:.0f} hours of study in all (reading, exercises and quizzes), " if study else ""
+    parts.append(f"<h2>Lessons</h2><p>{len(book.chapters)} lessons: {hours}of which about {total:g} minutes are "
+                 "computing on a laptop CPU. Each is a Jupyter notebook you can run and change.")
+    if book.syllabus:
+        parts.append(f" The {_link(SYLLABUS_PAGE, 'syllabus')} builds a 6-8 week module from them and says how "
+                     "the study times are estimated.")
+    parts.append("</p><ol class='dl-chapter-list'>" + "".join(_chapter_item(c) for c in book.chapters) + "</ol>")
+    if book.projects:
+        parts.append(f"<h2>Projects</h2><p>{len(book.projects)} open-ended projects to assign and grade: each has a "
+                     "brief, a rubric, an autograded part and a written part.</p>")
+        parts.append("<ol class='dl-chapter-list'>" + "".join(_chapter_item(c) for c in book.projects) + "</ol>")
     return f"<div class='jp-RenderedHTMLCommon dl-landing'>{''.join(parts)}</div>"
+
+
+_NOTEBOOK_LINK = re.compile(r"\]\((?:\.\./)?notebooks/([\w-]+)\.ipynb(#[\w-]*)?\)")
+
+
+def _syllabus(book: Book) -> NotebookNode:
+    """The syllabus (Markdown) as a one-cell notebook; its links to notebooks become links to their pages."""
+    text = (book.root / book.syllabus).read_text(encoding="utf-8")
+    names = {c.name for c in book.notebooks}
+
+    def page(m: re.Match) -> str:
+        if m.group(1) not in names:
+            raise ValueError(f"{book.syllabus} links to notebooks/{m.group(1)}.ipynb, which is not in book.toml")
+        return f"]({m.group(1)}.html{m.group(2) or ''})"
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(_NOTEBOOK_LINK.sub(page, text))]
+    return nb
 
 
 # ------------------------------------------------------------------ building
@@ -203,15 +339,17 @@ def build_book(out: str | Path = "_build/book", book: Book | None = None, execut
     footer = (f"{html.escape(book.title)} · built from the course's notebooks with nbconvert; "
               "math by MathJax, served from this site.")
 
-    def render(nb: NotebookNode, title: str, chapter: Chapter | None, index: int | None, landing: str = "") -> str:
+    def render(nb: NotebookNode, title: str, page: str, landing: str = "") -> str:
         resources = {"metadata": {"name": title}, "book": {
-            "title": book.title, "toc": _toc(book, chapter), "pager": _pager(book, index), "landing": landing,
-            "footer": footer}}
+            "title": book.title, "toc": _toc(book, page), "pager": _pager(book, page),
+            "pager_bottom": _pager(book, page, "bottom"), "landing": landing, "footer": footer}}
         body, _ = exporter.from_notebook_node(nb, resources=resources)
-        return _add_sections(body)
+        return _add_sections(_accessible(body))
 
-    pages = {"index.html": render(nbformat.v4.new_notebook(), book.title, None, None, _landing(book))}
-    for i, chapter in enumerate(book.chapters):
+    pages = {"index.html": render(nbformat.v4.new_notebook(), book.title, "index.html", _landing(book))}
+    if book.syllabus:
+        pages[SYLLABUS_PAGE] = render(_syllabus(book), f"Syllabus · {book.title}", SYLLABUS_PAGE)
+    for chapter in book.notebooks:
         path = book.root / chapter.notebook
         nb = nbformat.read(path, as_version=4)
         if execute:
@@ -219,7 +357,8 @@ def build_book(out: str | Path = "_build/book", book: Book | None = None, execut
         elif not any(cell.get("outputs") for cell in nb.cells if cell.cell_type == "code"):
             print(f"warning: {chapter.notebook} has no outputs; its page shows code only "
                   "(run it, or build with --execute)", file=sys.stderr)
-        pages[page_name(chapter)] = render(degrade_widgets(nb), f"{chapter.title} · {book.title}", chapter, i)
+        shown = add_alt_text(degrade_widgets(nb), chapter.notebook)
+        pages[page_name(chapter)] = render(shown, f"{chapter.title} · {book.title}", page_name(chapter))
 
     out.mkdir(parents=True, exist_ok=True)
     _copy_static(out)

@@ -331,7 +331,7 @@ def student_notebook(nb: NotebookNode, name: str = "notebook", where: str | None
 
 
 def write_student_editions(out_dir: str | Path, book: Book | None = None) -> list[Path]:
-    """Write the student edition of every chapter of ``book`` (default: book.toml) into ``out_dir``.
+    """Write the student edition of every chapter and project of ``book`` (default: book.toml) into ``out_dir``.
 
     Returns the paths written, in the book's order. Nothing is written if any notebook's
     markers are wrong.
@@ -340,7 +340,7 @@ def write_student_editions(out_dir: str | Path, book: Book | None = None) -> lis
     """
     book = load_book() if book is None else book
     editions = []
-    for chapter in book.chapters:
+    for chapter in book.notebooks:
         path = book.root / chapter.notebook
         nb = nbformat.read(path, as_version=4)
         editions.append((Path(chapter.notebook).name, student_notebook(nb, chapter.name, chapter.notebook)))
@@ -597,10 +597,10 @@ def _write_new(nb: NotebookNode, path: Path) -> bool:
 
 def _chapter_named(book: Book, name: str) -> str:
     """The chapter ``name`` refers to (its name, its file name, or its path in book.toml)."""
-    for chapter in book.chapters:
+    for chapter in book.notebooks:
         if name in (chapter.name, Path(chapter.notebook).name, chapter.notebook):
             return chapter.name
-    raise ValueError(f"refresh: no chapter {name!r} in the book; chapters: {', '.join(c.name for c in book.chapters)}")
+    raise ValueError(f"refresh: no chapter {name!r} in the book; chapters: {', '.join(c.name for c in book.notebooks)}")
 
 
 def write_learner_editions(out_dir: str | Path, book: Book | None = None,
@@ -618,7 +618,7 @@ def write_learner_editions(out_dir: str | Path, book: Book | None = None,
     book = load_book() if book is None else book
     refresh = {_chapter_named(book, name) for name in refresh}
     editions = [(chapter, learner_notebook(nbformat.read(book.root / chapter.notebook, as_version=4),
-                                           chapter.name, chapter.notebook)) for chapter in book.chapters]
+                                           chapter.name, chapter.notebook)) for chapter in book.notebooks]
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"out_dir must be a folder, got the file {out_dir}")
@@ -687,7 +687,7 @@ def write_nbgrader_source(course_dir: str | Path, book: Book | None = None) -> l
     """
     book = load_book() if book is None else book
     sources = [(chapter, nbgrader_source(nbformat.read(book.root / chapter.notebook, as_version=4), chapter.name,
-                                         chapter.notebook)) for chapter in book.chapters]
+                                         chapter.notebook)) for chapter in book.notebooks]
     written = []
     for chapter, nb in sources:
         path = Path(course_dir) / "source" / chapter.name / Path(chapter.notebook).name

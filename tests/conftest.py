@@ -34,6 +34,7 @@ def course(tmp_path_factory):
     package = pathlib.Path(diffusion_lessons.__file__).resolve().parent
     shutil.copytree(package, root / "diffusion_lessons", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "book.toml", root / "book.toml")
+    shutil.copytree(ROOT / "docs", root / "docs")  # the syllabus that book.toml names
     shutil.copytree(ROOT / "notebooks", root / "notebooks")
     return SimpleNamespace(root=root, book=load_book(root / "book.toml"), package=root / "diffusion_lessons")
 
@@ -50,7 +51,7 @@ def grade_student_edition(tmp_path_factory, course):
 
     book = course.book
     written = write_student_editions(tmp_path_factory.mktemp("student"), book)
-    paths = {chapter.name: path for chapter, path in zip(book.chapters, written, strict=True)}
+    paths = {chapter.name: path for chapter, path in zip(book.notebooks, written, strict=True)}
     grades = {}
 
     def grade(name: str):

@@ -34,7 +34,7 @@ from diffusion_lessons.grading import (
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BOOK = load_book(ROOT / "book.toml")
-CHAPTERS = [c.name for c in BOOK.chapters]
+CHAPTERS = [c.name for c in BOOK.notebooks]
 CHAPTER = "01_markov_noising"
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; a subreaper needs Linux")
 
@@ -116,10 +116,10 @@ def grade(course, tmp_path, tmp_path_factory, monkeypatch):
 
 # ------------------------------------------------------------------ finding exercises and chapters (no kernel)
 def test_exercises_are_checker_calls_on_functions_from_solution_cells():
-    found = {c.name: find_exercises(nbformat.read(BOOK.root / c.notebook, as_version=4)) for c in BOOK.chapters}
+    found = {c.name: find_exercises(nbformat.read(BOOK.root / c.notebook, as_version=4)) for c in BOOK.notebooks}
     assert found[CHAPTER] == [Exercise("check_markov_step", "my_markov_step"),
                               Exercise("check_q_sample", "my_q_sample")]
-    for chapter in BOOK.chapters:  # book.toml's exercise names agree with the notebooks
+    for chapter in BOOK.notebooks:  # book.toml's exercise names agree with the notebooks
         assert {e.name for e in found[chapter.name]} == set(chapter.exercises), chapter.name
 
 
@@ -128,7 +128,7 @@ def test_student_editions_name_the_same_exercises():
     the same exercises in them."""
     from diffusion_lessons.student import student_notebook
 
-    for chapter in BOOK.chapters:
+    for chapter in BOOK.notebooks:
         lesson = nbformat.read(BOOK.root / chapter.notebook, as_version=4)
         assert find_exercises(student_notebook(lesson, chapter.name)) == find_exercises(lesson), chapter.name
 
@@ -182,7 +182,7 @@ def test_solution_notebook_gets_full_marks(grade, course):
 @pytest.mark.parametrize("name", CHAPTERS)
 def test_student_edition_gets_zero(grade_student_edition, name):
     grade = grade_student_edition(name)
-    chapter = next(c for c in BOOK.chapters if c.name == name)
+    chapter = next(c for c in BOOK.notebooks if c.name == name)
     assert {r.exercise.name for r in grade.results} == set(chapter.exercises) and grade.score == 0
     assert {r.status for r in grade.results} <= {"not implemented"}
 

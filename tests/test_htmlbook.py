@@ -1,8 +1,10 @@
 import functools
 import html
 import http.server
+import json
 import os
 import pathlib
+import re
 import shutil
 import threading
 import time
@@ -13,13 +15,26 @@ from typing import ClassVar
 import nbformat
 import pytest
 
-from diffusion_lessons.book import load_book
+from diffusion_lessons.book import format_minutes, load_book
 from diffusion_lessons.cli import main
-from diffusion_lessons.htmlbook import WIDGET_STATE, WIDGET_VIEW, build_book, degrade_widgets, page_name
+from diffusion_lessons.htmlbook import (
+    PLACEHOLDER_ALT,
+    SYLLABUS_PAGE,
+    WIDGET_STATE,
+    WIDGET_VIEW,
+    add_alt_text,
+    build_book,
+    degrade_widgets,
+    figure_title,
+    page_name,
+)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BOOK = load_book(ROOT / "book.toml")
-PAGES = ["index.html", *(page_name(c) for c in BOOK.chapters)]
+PAGES = ["index.html", *([SYLLABUS_PAGE] if BOOK.syllabus else []), *(page_name(c) for c in BOOK.notebooks)]
+CHAPTER_OF = {page_name(c): c for c in BOOK.notebooks}
+FIRST_CHAPTER = page_name(BOOK.chapters[0])
+SCREENSHOTS = {"index.html", SYLLABUS_PAGE, FIRST_CHAPTER, *(page_name(p) for p in BOOK.projects[:1])}
 
 
 @pytest.fixture(scope="session")
@@ -54,10 +69,13 @@ def _parse(page: pathlib.Path) -> _Links:
 def test_landing_page_has_the_course_and_every_chapter(built_book):
     text = html.unescape((built_book / "index.html").read_text(encoding="utf-8"))
     assert f"<h1>{BOOK.title}</h1>" in text and BOOK.description in text
-    for chapter in BOOK.chapters:
+    for chapter in BOOK.notebooks:
         assert f'href="{page_name(chapter)}"' in text and chapter.title in text
-        assert f"about {chapter.minutes:g} min on CPU" in text
+        assert f"{chapter.minutes:g} min on CPU" in text
+        assert f"about {format_minutes(chapter.study_minutes)} of study" in text
         assert all(o in text for o in chapter.objectives), chapter.objectives
+    if BOOK.syllabus:
+        assert f'href="{SYLLABUS_PAGE}"' in text
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -65,6 +83,7 @@ def test_every_page_has_contents_and_pager_and_only_local_links(built_book, page
     parsed = _parse(built_book / page)
     text = (built_book / page).read_text(encoding="utf-8")
     assert 'class="dl-toc"' in text and text.count('class="dl-pager"') == 2
+    assert 'aria-label="Previous and next page (top)"' in text and 'page (bottom)"' in text  # landmarks differ
     i = PAGES.index(page)
     hrefs = {link for tag, link in parsed.links if tag == "a"}
     assert (i == 0 or PAGES[i - 1] in hrefs) and (i == len(PAGES) - 1 or PAGES[i + 1] in hrefs)
@@ -191,14 +210,44 @@ return {
   math: math.length,
   typeset: math.filter(s => document.getElementById(s.id + '-Frame')).length,
   mathErrors: document.querySelectorAll('.MathJax_Error, merror').length,
+  alts: Array.from(document.querySelectorAll('main img')).map(i => i.getAttribute('alt')),
   links: Array.from(document.querySelectorAll('a[href]')).map(a => a.getAttribute('href')),
   ids: Array.from(document.querySelectorAll('[id]')).map(e => e.id),
 };
 """
 
 
+def _axe(chrome) -> list[dict]:
+    """axe-core's violations on the page, as {rule, impact, nodes, example}: every rule axe runs by default
+    (WCAG 2.0-2.2 A and AA, and best practices). selenium-axe-python drives axe-core 4.9 (axe-selenium-python,
+    its unmaintained parent, ships axe-core 3.1 of 2018)."""
+    from selenium_axe_python import Axe
+
+    axe = Axe(chrome)
+    axe.inject()
+    chrome.set_script_timeout(300)
+    found = axe.run(options={"resultTypes": ["violations"]})  # the passes are not reported in full: 2x faster
+    return [{"rule": v["id"], "impact": v["impact"], "nodes": len(v["nodes"]),
+             "example": f"{v['nodes'][0]['target']}: {v['nodes'][0]['failureSummary'][:300]}"}
+            for v in found["violations"]]
+
+
+def _skip_link_works(chrome) -> bool:
+    """Tab from the top of the page reaches the skip link first; following it moves the focus into <main>."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    chrome.execute_script("window.scrollTo(0, 0); document.activeElement && document.activeElement.blur();")
+    ActionChains(chrome).send_keys(Keys.TAB).perform()
+    first = chrome.execute_script("return document.activeElement.className")
+    ActionChains(chrome).send_keys(Keys.ENTER).perform()
+    return first == "dl-skip" and chrome.execute_script(
+        "return document.activeElement.id === 'dl-content' && location.hash === '#dl-content'")
+
+
 def test_book_in_headless_chromium(built_book, tmp_path):
-    """Every page loads without console errors, its links resolve, its figures show and its math is typeset."""
+    """Every page loads without console errors, its links resolve, its figures show with real alt text, its
+    math is typeset, its skip link works, and axe-core finds no serious or critical accessibility violation."""
     from selenium.webdriver.support.ui import WebDriverWait
 
     start = time.perf_counter()
@@ -207,6 +256,7 @@ def test_book_in_headless_chromium(built_book, tmp_path):
     base = f"http://127.0.0.1:{server.server_port}/"
     shots = pathlib.Path(os.environ.get("DIFFUSION_LESSONS_SCREENSHOTS", tmp_path))
     chrome = _chrome(tmp_path / "profile")
+    report = {}
     try:
         for page in PAGES:
             url = base + page
@@ -218,27 +268,103 @@ def test_book_in_headless_chromium(built_book, tmp_path):
             errors = [e["message"] for e in chrome.get_log("browser") if e["level"] == "SEVERE"]
             assert errors == [], f"{page}: {errors}"
             assert all(state["images"]), f"{page}: a figure did not load: {state['images']}"
-            if page != "index.html":
-                nb = nbformat.read(BOOK.root / BOOK.chapters[PAGES.index(page) - 1].notebook, as_version=4)
+            if page in CHAPTER_OF:
+                nb = nbformat.read(BOOK.root / CHAPTER_OF[page].notebook, as_version=4)
                 pngs = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code"
                            for o in c.outputs)
                 assert len(state["images"]) >= min(pngs, 1), f"{page}: no figures shown"
                 dollars = any("$" in c.source for c in nb.cells if c.cell_type == "markdown")
                 assert state["math"] > 0 or not dollars, f"{page}: no math typeset"
             assert state["typeset"] == state["math"] and state["mathErrors"] == 0, f"{page}: math not typeset"
+            missing = [a for a in state["alts"] if not a or not a.strip() or a == PLACEHOLDER_ALT]
+            assert not missing, f"{page}: {len(missing)} of {len(state['alts'])} figures without real alt text"
+            violations = _axe(chrome)
+            report[page] = {"figures": len(state["alts"]), "violations": violations}
+            bad = [v for v in violations if v["impact"] in ("serious", "critical")]
+            assert not bad, f"{page}: axe-core found {bad}"
+            assert _skip_link_works(chrome), f"{page}: the skip link is not first or does not move the focus"
             for link in state["links"]:
                 if link.startswith("#"):
                     assert link[1:] in state["ids"], f"{page}: anchor {link} leads nowhere"
                 elif not link.startswith(("http:", "https:", "data:")):
                     with urllib.request.urlopen(base + link) as reply:
                         assert reply.status == 200, f"{page}: {link}"
-            if page == PAGES[1]:  # the first chapter, at its first figure
+            if page == FIRST_CHAPTER:  # at its first figure
                 chrome.execute_script("const img = document.querySelector('.jp-OutputArea-output img');"
                                       "if (img) img.scrollIntoView({block: 'end'}); window.scrollBy(0, 80);")
-            if page in ("index.html", PAGES[1]):
+            if page in SCREENSHOTS:
                 chrome.save_screenshot(str(shots / f"book_{pathlib.Path(page).stem}.png"))
         assert _Server.failed == [], f"missing files: {_Server.failed}"
     finally:
+        (shots / "axe_report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
         chrome.quit()
         server.shutdown()
     print(f"\nbrowser test: {len(PAGES)} pages in {time.perf_counter() - start:.1f} s")
+
+
+# ------------------------------------------------------------------ accessibility without a browser
+def _figure(text: str = "<Figure>") -> nbformat.NotebookNode:
+    png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+    return nbformat.v4.new_output("display_data", {"image/png": png, "text/plain": text})
+
+
+def _alts(nb: nbformat.NotebookNode) -> list:
+    return [o.get("metadata", {}).get("dl_alt") for c in nb.cells for o in c.get("outputs", [])
+            if "image/png" in o.get("data", {})]
+
+
+def test_alt_text_comes_from_the_cell_or_the_figures_title():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("fig", metadata={"alt": "Two  curves:\nβ falls."}, outputs=[_figure()]),
+        nbformat.v4.new_code_cell("f", metadata={"alt": ["First grid.", "Second grid."]},
+                                  outputs=[_figure(), nbformat.v4.new_output("stream", text="hi"), _figure()]),
+        nbformat.v4.new_code_cell('ax.set_title(f"t={t}")\nfig.suptitle("Noise at three steps")', outputs=[_figure()]),
+        nbformat.v4.new_code_cell('plotting.image_grid(x, title="Samples from the model")', outputs=[_figure()]),
+        nbformat.v4.new_code_cell("fig", outputs=[_figure()]),  # no alt, no title: none (the tests reject it)
+    ]
+    assert _alts(add_alt_text(nb)) == ["Two curves: β falls.", "First grid.", "Second grid.", "Noise at three steps",
+                                       "Samples from the model", None]
+    assert "dl_alt" not in nb.cells[0].outputs[0].get("metadata", {})  # the input is left alone
+    assert figure_title("%matplotlib inline") is None and figure_title('plt.title("")') is None
+
+
+@pytest.mark.parametrize("alt", [["only one"], "x".split() * 3, 7])
+def test_alt_text_list_must_match_the_figures(alt):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("f", metadata={"alt": alt}, outputs=[_figure(), _figure()])]
+    with pytest.raises(ValueError, match=r"notebook, cell 1: metadata 'alt' must be a string or a list of 2"):
+        add_alt_text(nb)
+
+
+@pytest.mark.parametrize("chapter", BOOK.notebooks, ids=lambda c: c.name)
+def test_every_figure_of_the_course_has_real_alt_text(chapter):
+    """The browser test checks the pages; this checks the notebooks, also where no browser is installed."""
+    nb = add_alt_text(degrade_widgets(nbformat.read(BOOK.root / chapter.notebook, as_version=4)), chapter.notebook)
+    alts = _alts(nb)
+    assert all(a and len(a.split()) >= 5 and a != PLACEHOLDER_ALT for a in alts), (chapter.name, alts)
+
+
+def test_pages_are_repaired_for_screen_readers(tmp_path):
+    """Headings never skip a level (a quiz's h4 under an h2), ids nbconvert percent-encoded are plain, a skip
+    link leads to the content, and the syllabus's links to notebooks lead to their pages."""
+    nb = nbformat.v4.new_notebook()
+    quiz = "<div class='dl-quiz'><h4>Quiz</h4><h5>Q1</h5></div>"
+    shown = nbformat.v4.new_output("display_data", {"text/html": quiz})
+    nb.cells = [nbformat.v4.new_markdown_cell("# One\n\n## Cosine — and why"),
+                nbformat.v4.new_code_cell("quiz", outputs=[shown]),
+                nbformat.v4.new_markdown_cell("A sample answer.", metadata={"tags": ["solution"]})]
+    nbformat.write(nb, tmp_path / "01_one.ipynb")
+    (tmp_path / "syllabus.md").write_text("# Syllabus\n\nWeek 1: [lesson 01](../notebooks/01_one.ipynb).\n")
+    (tmp_path / "book.toml").write_text('[book]\ntitle = "Tiny"\nsyllabus = "syllabus.md"\n[[chapters]]\n'
+                                        'notebook = "01_one.ipynb"\ntitle = "One"\nobjectives = ["x"]\nminutes = 1\n')
+    assert main(["book", "--out", str(tmp_path / "site"), "--manifest", str(tmp_path / "book.toml")]) == 0
+    page = (tmp_path / "site" / "01_one.html").read_text(encoding="utf-8")
+    main_part = page[page.index("<main"):]
+    levels = [int(h) for h in re.findall(r"<h([1-6])[ >]", main_part)]
+    assert levels == [1, 2, 3, 4] and "%E2" not in page
+    assert 'id="Cosine-and-why"' in page and 'href="#Cosine-and-why"' in page
+    assert '<a class="dl-skip" href="#dl-content">' in page and 'id="dl-content"' in page
+    assert re.search(r'<details class="dl-solution"><summary>Sample answer.*?A sample answer\.', page, re.S)
+    syllabus = (tmp_path / "site" / SYLLABUS_PAGE).read_text(encoding="utf-8")
+    assert 'href="01_one.html"' in syllabus and 'href="syllabus.html"' in page

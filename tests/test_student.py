@@ -22,7 +22,7 @@ from diffusion_lessons.student import (
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BOOK = load_book(ROOT / "book.toml")
-CHAPTERS = [c.name for c in BOOK.chapters]
+CHAPTERS = [c.name for c in BOOK.notebooks]
 
 
 @pytest.fixture(scope="module")
@@ -30,16 +30,16 @@ def editions(tmp_path_factory):
     """{chapter name: (lesson notebook, student edition as read back from disk)}."""
     out = tmp_path_factory.mktemp("student")
     written = write_student_editions(out, BOOK)
-    assert [p.name for p in written] == [pathlib.Path(c.notebook).name for c in BOOK.chapters]
+    assert [p.name for p in written] == [pathlib.Path(c.notebook).name for c in BOOK.notebooks]
     return {c.name: (nbformat.read(BOOK.root / c.notebook, as_version=4), nbformat.read(p, as_version=4))
-            for c, p in zip(BOOK.chapters, written, strict=True)}
+            for c, p in zip(BOOK.notebooks, written, strict=True)}
 
 
 @pytest.mark.parametrize("name", CHAPTERS)
 def test_no_line_of_any_solution_is_left(editions, name):
     lesson, student = editions[name]
     regions = solution_regions(lesson, name)
-    chapter = next(c for c in BOOK.chapters if c.name == name)
+    chapter = next(c for c in BOOK.notebooks if c.name == name)
     assert bool(regions) == bool(chapter.exercises), f"{name}: book.toml's exercises and the solutions disagree"
     in_regions = {(r.cell, n) for r in regions for n in range(r.begin, r.end + 1)}
     elsewhere = {line.strip() for i, c in enumerate(lesson.cells) for n, line in enumerate(c.source.splitlines())
@@ -51,6 +51,9 @@ def test_no_line_of_any_solution_is_left(editions, name):
             if line.strip() and line.strip() not in elsewhere:
                 assert line.strip() not in student_lines, f"{name}, cell {r.cell + 1}: {line.strip()!r} survived"
     assert "BEGIN SOLUTION" not in text and "END SOLUTION" not in text
+    for i, cell in enumerate(lesson.cells):  # a sample answer to a written question (projects) goes whole
+        if cell.cell_type == "markdown" and "solution" in cell.metadata.get("tags", []):
+            assert student.cells[i].source == "YOUR ANSWER HERE", f"{name}, cell {i + 1}: a sample answer survived"
 
 
 @pytest.mark.parametrize("name", CHAPTERS)
@@ -71,7 +74,7 @@ def test_outputs_widget_state_and_quiz_answers_are_not_in_the_file(editions, nam
     assert "widgets" not in student.metadata
     assert student.metadata["diffusion_lessons"] == {"chapter": name, "edition": "student"}
     text = json.dumps(student)
-    chapter = next(c for c in BOOK.chapters if c.name == name)
+    chapter = next(c for c in BOOK.notebooks if c.name == name)
     quiz = load_quiz(chapter.quiz)
     assert "<details>" not in text
     for q in quiz.questions:
@@ -88,7 +91,7 @@ def test_cells_keep_only_the_tags_a_learner_needs(editions):
             tags = after.metadata.get("tags", [])
             assert tags == [t for t in before.metadata.get("tags", []) if not t.startswith("nbval-")]
             solution_cells += "solution" in tags
-    assert solution_cells >= sum(len(c.exercises) for c in BOOK.chapters)  # the tag that marks an exercise stays
+    assert solution_cells >= sum(len(c.exercises) for c in BOOK.notebooks)  # the tag that marks an exercise stays
 
 
 def _notebook(*sources, tags=("solution",)):
@@ -118,7 +121,7 @@ def test_markers_outside_a_tagged_cell_still_count():
 def test_cli_writes_editions_and_reports_marker_errors(tmp_path, capsys):
     assert main(["student", str(tmp_path / "out"), "--manifest", str(ROOT / "book.toml")]) == 0
     assert sorted(p.name for p in (tmp_path / "out").glob("*.ipynb")) == sorted(
-        pathlib.Path(c.notebook).name for c in BOOK.chapters)
+        pathlib.Path(c.notebook).name for c in BOOK.notebooks)
     nbformat.write(_notebook("def f():\n    ### BEGIN SOLUTION\n"), tmp_path / "bad.ipynb")
     (tmp_path / "book.toml").write_text('[book]\ntitle = "t"\n[[chapters]]\nnotebook = "bad.ipynb"\n'
                                         'title = "Bad"\nobjectives = ["x"]\nminutes = 1\n')
@@ -166,7 +169,7 @@ def test_stub_is_what_nbgrader_clear_solutions_writes(name):
     preprocessors = pytest.importorskip("nbgrader.preprocessors")
     from diffusion_lessons.student import nbgrader_metadata, nbgrader_source, stub_solutions
 
-    chapter = next(c for c in BOOK.chapters if c.name == name)
+    chapter = next(c for c in BOOK.notebooks if c.name == name)
     lesson = nbformat.read(BOOK.root / chapter.notebook, as_version=4)
     theirs = copy.deepcopy(lesson)
     nbgrader_metadata(theirs, name, solution_regions(theirs, name))
@@ -191,7 +194,7 @@ def test_making_editions_needs_no_nbgrader():
     code = ("import sys; sys.modules['nbgrader'] = sys.modules['nbconvert'] = None\n"
             "from diffusion_lessons.student import student_notebook, learner_notebook\n"
             "import nbformat\n"
-            f"nb = nbformat.read({str(BOOK.root / BOOK.chapters[0].notebook)!r}, as_version=4)\n"
+            f"nb = nbformat.read({str(BOOK.root / BOOK.notebooks[0].notebook)!r}, as_version=4)\n"
             "assert 'NotImplementedError' in str(student_notebook(nb).cells)\n"
             "assert 'NotImplementedError' in str(learner_notebook(nb).cells)\n")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -287,9 +290,9 @@ def learner_editions(tmp_path_factory):
     out = tmp_path_factory.mktemp("lessons")
     copies = write_learner_editions(out, BOOK)
     assert [(c.path.name, c.status) for c in copies] == [(pathlib.Path(c.notebook).name, "written")
-                                                         for c in BOOK.chapters]
+                                                         for c in BOOK.notebooks]
     return {c.name: (nbformat.read(BOOK.root / c.notebook, as_version=4), nbformat.read(copy.path, as_version=4))
-            for c, copy in zip(BOOK.chapters, copies, strict=True)}
+            for c, copy in zip(BOOK.notebooks, copies, strict=True)}
 
 
 def _reveals_an_answer(lesson) -> set[int]:
@@ -311,7 +314,7 @@ def test_learner_edition_keeps_the_lesson_and_clears_the_answers(learner_edition
     assert [c.cell_type for c in learner.cells[1:]] == [c.cell_type for c in lesson.cells]
     answers = _reveals_an_answer(lesson)
     assert set(answer_cells(lesson, name)) == answers  # the ast rule agrees with the text oracle here
-    chapter = next(c for c in BOOK.chapters if c.name == name)
+    chapter = next(c for c in BOOK.notebooks if c.name == name)
     assert any("load_quiz(" in lesson.cells[i].source for i in answers) == (chapter.quiz is not None)
     figures = 0
     for i, (before, after) in enumerate(zip(lesson.cells, learner.cells[1:], strict=True)):
@@ -331,12 +334,16 @@ def test_learner_edition_keeps_the_lesson_and_clears_the_answers(learner_edition
 def test_learner_edition_holds_no_answer(learner_editions, name):
     lesson, learner = learner_editions[name]
     text = json.dumps(learner, ensure_ascii=False)
-    assert "✅" in json.dumps(lesson, ensure_ascii=False) or not BOOK.chapters[CHAPTERS.index(name)].exercises
+    assert "✅" in json.dumps(lesson, ensure_ascii=False) or not BOOK.notebooks[CHAPTERS.index(name)].exercises
     assert "✅" not in text and "❌" not in text  # no checker's verdict, on the learner's work or a planted bug
     assert "<details>" not in text and "application/vnd.jupyter.widget" not in text
     assert "widgets" not in learner.metadata
-    for q in load_quiz(next(c for c in BOOK.chapters if c.name == name).quiz).questions:
+    quiz = next(c for c in BOOK.notebooks if c.name == name).quiz
+    for q in load_quiz(quiz).questions if quiz else ():
         assert q.explanation not in text, "a quiz answer is in the learner's edition"
+    for cell in lesson.cells:  # a project's sample answers to its written questions
+        if cell.cell_type == "markdown" and "solution" in cell.metadata.get("tags", []):
+            assert cell.source not in text and "YOUR ANSWER HERE" in text
     for r in solution_regions(lesson, name):
         assert learner.cells[r.cell + 1].source == stub_solutions(lesson, name).cells[r.cell].source
     assert learner.metadata["diffusion_lessons"] == {"chapter": name, "edition": "learner"}
@@ -373,7 +380,7 @@ def test_a_widget_keeps_its_static_picture_or_goes():
 def test_learner_editions_never_overwrite_the_learners_work(tmp_path, capsys):
     out = tmp_path / "lessons"
     write_learner_editions(out, BOOK)
-    first, second = (out / pathlib.Path(c.notebook).name for c in BOOK.chapters[:2])
+    first, second = (out / pathlib.Path(c.notebook).name for c in BOOK.notebooks[:2])
     mine = nbformat.read(first, as_version=4)
     mine.cells[0].source = "my notes"
     nbformat.write(mine, first)
@@ -394,7 +401,7 @@ def test_learner_editions_never_overwrite_the_learners_work(tmp_path, capsys):
     capsys.readouterr()
     assert main(["learner", str(out), "--manifest", str(ROOT / "book.toml")]) == 0
     said = capsys.readouterr().out
-    assert f"kept      {first}" in said and f"0 written, {len(BOOK.chapters)} of your copies kept" in said
+    assert f"kept      {first}" in said and f"0 written, {len(BOOK.notebooks)} of your copies kept" in said
     assert main(["learner", str(first), "--manifest", str(ROOT / "book.toml")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("diffusion-lessons: error: ") and err.count("\n") == 1
