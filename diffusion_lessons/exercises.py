@@ -46,6 +46,7 @@ from .continuous import heun_step, mixture_score
 from .dit import modulate, patchify
 from .noising import markov_step, q_sample
 from .schedules import NoiseSchedule, cosine_betas
+from .vae import gaussian_kl
 
 __all__ = [
     "EXERCISES",
@@ -57,6 +58,7 @@ __all__ = [
     "check_diffusion_loss",
     "check_flow_matching_loss",
     "check_flow_step",
+    "check_gaussian_kl",
     "check_guided_eps",
     "check_heun_step",
     "check_markov_step",
@@ -455,7 +457,7 @@ _ARG_NAMES = {"markov_step": ("x_prev", "t", "s", "noise"), "q_sample": ("x0", "
               "heun_step": ("denoiser", "x", "sigma", "sigma_next"),
               "flow_matching_loss": ("model", "x1", "noise", "t"),
               "flow_step": ("velocity", "x", "t", "t_next", "method"), "patchify": ("x", "p"),
-              "adaln": ("x", "shift", "scale", "gate", "sublayer")}
+              "adaln": ("x", "shift", "scale", "gate", "sublayer"), "gaussian_kl": ("mu", "logvar")}
 
 
 @dataclass(frozen=True)
@@ -2306,6 +2308,151 @@ def check_adaln(fn: Callable[[Tensor, Tensor, Tensor, Tensor, Callable[[Tensor],
     return _check("adaln", fn, seed)
 
 
+# ------------------------------------------------------------ Gaussian KL of a VAE (lesson 11)
+_KL_FORMULA = "KL = ½ Σ_j (μ_j² + σ_j² − log σ_j² − 1) with σ² = exp(logvar)"
+
+
+def _kl_variant(mu: Tensor, logvar: Tensor, *, half: float = 0.5, var: str = "exp", log: str = "logvar",
+                mu2: bool = True, minus_one: bool = True, reduce: str = "sum") -> Tensor:
+    """½ Σ_j (μ_j² + σ_j² − log σ_j² − 1) per row in float64, with one piece swapped for a mistaken one (the default
+    is right): ``var`` what stands for σ², ``log`` for log σ², ``reduce`` how the D dimensions are combined."""
+    mu, logvar = mu.double(), logvar.double()
+    variance = {"exp": logvar.exp(), "exp_twice": (2 * logvar).exp(), "sigma": (0.5 * logvar).exp()}[var]
+    log_variance = {"logvar": logvar, "twice": 2 * logvar, "plus": -logvar, "log_sigma": 0.5 * logvar}[log]
+    terms = (mu * mu if mu2 else 0.0) + variance - log_variance - (1.0 if minus_one else 0.0)  # (B, D)
+    return half * (terms.sum(dim=1) if reduce == "sum" else terms.mean(dim=1))  # (B,)
+
+
+def _reversed_kl(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(0, I) ‖ N(μ, diag σ²)) = ½ Σ_j ((1 + μ_j²)/σ_j² + log σ_j² − 1), per row in float64: for p = N(0, 1) and
+    q = N(μ, σ²), E_p[log p − log q] = −½ + ½·log σ² + E_p[(x − μ)²]/(2σ²) with E_p[(x − μ)²] = 1 + μ²."""
+    mu, logvar = mu.double(), logvar.double()
+    return 0.5 * ((1 + mu * mu) * (-logvar).exp() + logvar - 1).sum(dim=1)
+
+
+_GAUSSIAN_KL_MISTAKES = [
+    Mistake("half_missing", lambda mu, lv: _kl_variant(mu, lv, half=1.0),
+            f"your KL is twice the right one: the ½ in front is missing. {_KL_FORMULA}."),
+    Mistake("logvar_as_log_sigma", lambda mu, lv: _kl_variant(mu, lv, var="exp_twice", log="twice"),
+            "you read `logvar` as log σ (σ² = exp(2·logvar), log σ² = 2·logvar). The encoder's second output is "
+            "log σ², the log of the *variance*: σ² = exp(logvar), and log σ² is `logvar` itself. "
+            f"{_KL_FORMULA}."),
+    Mistake("mean_not_sum", lambda mu, lv: _kl_variant(mu, lv, reduce="mean"),
+            "you averaged over the D latent dimensions. The KL of a diagonal Gaussian is the *sum* of the D "
+            "one-dimensional KLs (the dimensions are independent, and the KLs of independent parts add up): "
+            f"`.sum(dim=1)`, not `.mean(dim=1)`. {_KL_FORMULA}."),
+    Mistake("mean_not_sum", lambda mu, lv: _kl_variant(mu, lv, half=1.0, reduce="mean"),
+            "you averaged over the D latent dimensions, and the ½ is missing. The KL of a diagonal Gaussian is ½ "
+            "times the *sum* over the D dimensions (the KLs of independent parts add up): `0.5 * (...).sum(dim=1)`. "
+            f"{_KL_FORMULA}."),
+    Mistake("log_sign_flipped", lambda mu, lv: _kl_variant(mu, lv, log="plus"),
+            "the log term has the wrong sign: it is − log σ², so `- logvar`, not `+ logvar`. "
+            f"{_KL_FORMULA}. (Each σ² − log σ² − 1 is ≥ 0 and is 0 at σ² = 1: the KL is never negative.)"),
+    Mistake("minus_one_missing", lambda mu, lv: _kl_variant(mu, lv, minus_one=False),
+            f"the − 1 is missing: {_KL_FORMULA}. Without it, q = N(0, I), the prior itself, would be D/2 nats "
+            "away from the prior instead of 0."),
+    Mistake("mu_squared_missing", lambda mu, lv: _kl_variant(mu, lv, mu2=False),
+            f"the μ² term is missing: {_KL_FORMULA}. μ² is what pulls the means towards the prior's 0; without "
+            "it only σ² is compared with 1."),
+    Mistake("reversed_kl", _reversed_kl,
+            "you computed the KL the other way round, KL(N(0, I) ‖ q) = ½ Σ_j ((1 + μ_j²)/σ_j² + log σ_j² − 1). "
+            "KL is not symmetric: the ELBO's term is KL(q ‖ p), from the encoder's q = N(μ, σ²) to the prior "
+            f"p = N(0, I) (`kl_divergence(q, p)`, q first). {_KL_FORMULA}."),
+    Mistake("sigma_for_variance", lambda mu, lv: _kl_variant(mu, lv, var="sigma"),
+            "you used σ = exp(½·logvar), the standard deviation (what the reparameterisation multiplies ε by), "
+            f"where the variance σ² = exp(logvar) belongs. {_KL_FORMULA}."),
+    Mistake("sigma_for_variance", lambda mu, lv: _kl_variant(mu, lv, var="sigma", log="log_sigma"),
+            "you used σ = exp(½·logvar), the standard deviation, where the variance belongs, in both σ² and "
+            "log σ²: σ² = exp(logvar) (or `std ** 2`) and log σ² = logvar (or `2 * torch.log(std)`). "
+            f"{_KL_FORMULA}."),
+]
+_KL_NOT_FINITE = ("your result contains NaN or inf: the log of a negative number? `logvar` is already log σ² and is "
+                  "negative wherever σ² < 1: σ² = exp(logvar), and log σ² is `logvar` itself, no `torch.log` "
+                  f"needed. {_KL_FORMULA}.")
+
+
+def _gaussian_kl_cases(g: torch.Generator) -> list[tuple]:
+    """(mu, logvar), both (B, D): (8, 4) first (the probes redraw its arguments), then one row (B = 1) of D = 16, one
+    latent dimension (D = 1), a float64 batch of D = 16 and (12, 3). B is never D, so that a sum over the wrong axis
+    has the wrong shape, and D is never 2 (where a mean without the ½ is right). μ ~ N(0, 1) and logvar uniform in
+    [-3, 2]: σ² from 0.05 to 7.4, so that a σ² or a log σ² read wrong shows."""
+    plan = [(8, 4, torch.float32), (1, 16, torch.float32), (6, 1, torch.float32), (5, 16, torch.float64),
+            (12, 3, torch.float32)]
+    return [(torch.randn(B, D, generator=g, dtype=dtype), _random_logvar(g, (B, D), dtype)) for B, D, dtype in plan]
+
+
+def _random_logvar(g: torch.Generator, shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> Tensor:
+    return -3 + 5 * torch.rand(shape, generator=g, dtype=dtype)  # uniform in [-3, 2]
+
+
+def _gaussian_kl_redraw(name: str, first: tuple, g: torch.Generator) -> Tensor:
+    """A new mu or logvar for the first case, of the same shape (a probe: does the function read it at all?)."""
+    shape = tuple(first[0].shape)
+    return torch.randn(shape, generator=g) if name == "mu" else _random_logvar(g, shape)
+
+
+def _gaussian_kl_scale(case: tuple) -> float:
+    """The size of the intermediate values: each row's Σ_j (μ_j² + σ_j² + |log σ_j²| + 1), the largest over the rows.
+    A float32 sum of D terms errs by a few roundings of that size, whatever the sum itself."""
+    mu, logvar = case[0].double(), case[1].double()
+    return float((mu * mu + logvar.exp() + logvar.abs() + 1).sum(dim=1).max())
+
+
+def _kl_shape_verdict(case: tuple, got: Tensor, verdict: CheckResult) -> CheckResult:
+    """What a result of the wrong shape says about where the sum went."""
+    B, D = case[0].shape
+    shape, want = tuple(got.shape), f"shape (B,) = ({B},)"
+    if shape == (B, D) and D != 1:
+        return CheckResult("gaussian_kl", "failed", f"your result has shape {shape}, one value per latent dimension "
+                           f"of each row: the KL is one number per row, {want}. Sum the D terms of each row, "
+                           f"`.sum(dim=1)`. {_KL_FORMULA}.", "not_summed")
+    if shape == (B, 1):
+        return CheckResult("gaussian_kl", "failed", f"your result has shape {shape}: the sum over the D latent "
+                           f"dimensions kept its axis (`keepdim=True`?). The KL is one number per row, {want}: "
+                           "`.sum(dim=1)`.", "kept_dim")
+    if shape == (D,):
+        return CheckResult("gaussian_kl", "failed", f"your result has shape ({D},), one value per latent dimension: "
+                           f"you summed over the batch (dim 0) instead of over the D latent dimensions (dim 1). The "
+                           f"KL is one number per row, {want}: `.sum(dim=1)`.", "summed_over_batch")
+    if got.numel() == 1:
+        squeeze = " (A `.squeeze()` also drops the batch axis when B = 1.)" if B == 1 else ""
+        return CheckResult("gaussian_kl", "failed", f"your function returned a single number, shape {shape}, for mu "
+                           f"and logvar of shape ({B}, {D}): the KL is wanted per row, one value for each of the B "
+                           f"examples, {want}. Sum over the D latent dimensions only, `.sum(dim=1)`, not over the "
+                           "whole batch (`.sum()` or `.mean()` with no `dim`): the training loss averages over the "
+                           f"batch later.{squeeze}", "not_per_row")
+    return CheckResult("gaussian_kl", "failed", f"{verdict.message} The KL is one number per row of mu: {want}.",
+                       verdict.mistake)
+
+
+def _judge_gaussian_kl(cases: list[tuple], runs: list) -> CheckResult:
+    """The values as for any exercise; a result of the wrong shape says which axis the sum went over, and a NaN
+    names the likely log of a negative number."""
+    verdict = _judge_values(EXERCISES["gaussian_kl"], cases, runs)
+    if verdict.mistake == "not_finite":
+        return CheckResult("gaussian_kl", "failed", _KL_NOT_FINITE, "not_finite")
+    if verdict.status == "failed" and verdict.message.startswith("expected a result of shape"):
+        for case, run in zip(cases, runs, strict=False):
+            got = run.get("result") if isinstance(run, dict) else None
+            if isinstance(got, Tensor) and tuple(got.shape) != (case[0].shape[0],):
+                return _kl_shape_verdict(case, got, verdict)
+    return verdict
+
+
+def check_gaussian_kl(fn: Callable[[Tensor, Tensor], Tensor], seed: int | None = None) -> CheckResult:
+    """Check ``fn(mu, logvar) -> KL(N(μ, diag σ²) ‖ N(0, I))`` per row, in nats, with σ² = exp(logvar):
+
+        ½ Σ_j (μ_j² + σ_j² − log σ_j² − 1)
+
+    mu and logvar (B, D) → (B,), summed over the D latent dimensions (Kingma & Welling 2014, Appendix B;
+    ``vae.gaussian_kl``). Tested with B = 1, D = 1, D = 16 and a float64 batch, logvar spread over
+    [-3, 2] so that σ² ≠ 1; a result of the wrong shape is told which axis its sum went over.
+
+    Lesson: notebooks/11_generative_models.ipynb
+    """
+    return _check("gaussian_kl", fn, seed)
+
+
 # ------------------------------------------------------------------ the exercises
 def _noising(name: str, fn: Callable[..., Tensor], mistakes: Sequence[Mistake]) -> _Exercise:
     return _Exercise(name, _noising_cases,
@@ -2361,6 +2508,13 @@ EXERCISES: dict[str, _Exercise] = {
         judge=_judge_adaln,
         passed="correct on {n} random batches, B = N included (where a vector lined up with the tokens fits by "
                "chance)."),
+    "gaussian_kl": _Exercise(
+        "gaussian_kl", _gaussian_kl_cases, reference=lambda mu, lv: gaussian_kl(mu.double(), lv.double()),
+        reference32=lambda mu, lv: gaussian_kl(mu.float(), lv.float()), scale=_gaussian_kl_scale,
+        mistakes=_GAUSSIAN_KL_MISTAKES, probes=("mu", "logvar"), redraw=_gaussian_kl_redraw, probes_first=True,
+        judge=_judge_gaussian_kl,
+        passed="correct on {n} random batches: one row (B = 1), one latent dimension (D = 1), D = 16 and float64 "
+               "included."),
 }
 
 
