@@ -99,9 +99,9 @@ def load_book(path: str | Path | None = None) -> Book:
         if p.study_minutes is None:
             raise ValueError(f"{path}: project {n} needs study_minutes (a project's time cannot be estimated "
                              "from its notebook: state it)")
-    syllabus = meta.get("syllabus")
-    if syllabus is not None and not (path.parent / syllabus).is_file():
-        raise ValueError(f"{path}: [book] syllabus names {syllabus!r}, which is not a file beside book.toml")
+    syllabus = meta.get("syllabus")  # checked where it is read: building the book
+    if syllabus is not None and not isinstance(syllabus, str):
+        raise ValueError(f"{path}: [book] syllabus must be a path relative to book.toml, got {syllabus!r}")
     return Book(meta["title"], tuple(meta.get("authors", ())), meta.get("description", ""),
                 meta.get("language", "en"), chapters, path.parent, projects, syllabus)
 

@@ -215,9 +215,10 @@ _HEADING = re.compile(r"^h([1-6])$")
 
 
 def _accessible(page: str) -> str:
-    """Two repairs of nbconvert's page: headings never skip a level (a quiz's <h4> under a lesson's <h2> becomes
-    an <h3>), and ids that nbconvert percent-encoded (a heading with "—") are spelled plainly, with the links
-    to them, so that a link's target is found by every reader."""
+    """Three repairs of nbconvert's page: headings never skip a level (a quiz's <h4> under a lesson's <h2> becomes
+    an <h3>); a Markdown checklist's boxes are named by their items; and ids that nbconvert percent-encoded (a
+    heading with "—") are spelled plainly, with the links to them, so that a link's target is found by every
+    reader."""
     from urllib.parse import unquote
 
     from bs4 import BeautifulSoup
@@ -231,6 +232,8 @@ def _accessible(page: str) -> str:
             level = previous + 1
             heading.name = f"h{level}"
         previous = level
+    for box in main.select("li.task-list-item > input"):  # a Markdown checklist's boxes: named by their item
+        box["aria-label"] = " ".join(box.parent.get_text(" ", strip=True).split())[:200] or "checklist item"
     renamed = {}
     for element in soup.find_all(id=re.compile("%")):
         new = re.sub(r"-{2,}", "-", re.sub(r"[^\w.,:$()-]", "-", unquote(element["id"]), flags=re.ASCII))
@@ -287,6 +290,8 @@ _NOTEBOOK_LINK = re.compile(r"\]\((?:\.\./)?notebooks/([\w-]+)\.ipynb(#[\w-]*)?\
 
 def _syllabus(book: Book) -> NotebookNode:
     """The syllabus (Markdown) as a one-cell notebook; its links to notebooks become links to their pages."""
+    if not (book.root / book.syllabus).is_file():
+        raise ValueError(f"book.toml's syllabus names {book.syllabus!r}, which is not a file beside book.toml")
     text = (book.root / book.syllabus).read_text(encoding="utf-8")
     names = {c.name for c in book.notebooks}
 

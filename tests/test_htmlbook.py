@@ -345,7 +345,7 @@ def test_every_figure_of_the_course_has_real_alt_text(chapter):
     assert all(a and len(a.split()) >= 5 and a != PLACEHOLDER_ALT for a in alts), (chapter.name, alts)
 
 
-def test_pages_are_repaired_for_screen_readers(tmp_path):
+def test_pages_are_repaired_for_screen_readers(tmp_path, capsys):
     """Headings never skip a level (a quiz's h4 under an h2), ids nbconvert percent-encoded are plain, a skip
     link leads to the content, and the syllabus's links to notebooks lead to their pages."""
     nb = nbformat.v4.new_notebook()
@@ -353,7 +353,8 @@ def test_pages_are_repaired_for_screen_readers(tmp_path):
     shown = nbformat.v4.new_output("display_data", {"text/html": quiz})
     nb.cells = [nbformat.v4.new_markdown_cell("# One\n\n## Cosine — and why"),
                 nbformat.v4.new_code_cell("quiz", outputs=[shown]),
-                nbformat.v4.new_markdown_cell("A sample answer.", metadata={"tags": ["solution"]})]
+                nbformat.v4.new_markdown_cell("A sample answer.", metadata={"tags": ["solution"]}),
+                nbformat.v4.new_markdown_cell("- [ ] runs top to bottom\n- [ ] seeds stated")]
     nbformat.write(nb, tmp_path / "01_one.ipynb")
     (tmp_path / "syllabus.md").write_text("# Syllabus\n\nWeek 1: [lesson 01](../notebooks/01_one.ipynb).\n")
     (tmp_path / "book.toml").write_text('[book]\ntitle = "Tiny"\nsyllabus = "syllabus.md"\n[[chapters]]\n'
@@ -366,5 +367,9 @@ def test_pages_are_repaired_for_screen_readers(tmp_path):
     assert 'id="Cosine-and-why"' in page and 'href="#Cosine-and-why"' in page
     assert '<a class="dl-skip" href="#dl-content">' in page and 'id="dl-content"' in page
     assert re.search(r'<details class="dl-solution"><summary>Sample answer.*?A sample answer\.', page, re.S)
+    assert page.count('aria-label="runs top to bottom"') == 1 and 'aria-label="seeds stated"' in page
     syllabus = (tmp_path / "site" / SYLLABUS_PAGE).read_text(encoding="utf-8")
     assert 'href="01_one.html"' in syllabus and 'href="syllabus.html"' in page
+    (tmp_path / "syllabus.md").unlink()
+    assert main(["book", "--out", str(tmp_path / "site2"), "--manifest", str(tmp_path / "book.toml")]) == 2
+    assert "syllabus names 'syllabus.md', which is not a file" in capsys.readouterr().err
