@@ -443,7 +443,7 @@ def _result_of(exercise: str, run: dict, expected: Tensor, args: tuple) -> Check
         return CheckResult(exercise, "failed", f"expected a float tensor, got dtype {got.dtype}.")
     if got.shape != expected.shape:
         return CheckResult(exercise, "failed", f"expected a result of shape {tuple(expected.shape)}, "
-                           f"got {tuple(got.shape)} for inputs {_describe(args)}.")
+                           f"got {tuple(got.shape)} for inputs {_describe(args)}.", "wrong_shape")
     if not torch.isfinite(got.double()).all() and torch.isfinite(expected).all():
         return CheckResult(exercise, "failed", "your result contains NaN or inf: a square root of a negative "
                            "number (e.g. √(ᾱ-1) for √(1-ᾱ)) or a division by zero?", "not_finite")
@@ -2431,7 +2431,7 @@ def _judge_gaussian_kl(cases: list[tuple], runs: list) -> CheckResult:
     verdict = _judge_values(EXERCISES["gaussian_kl"], cases, runs)
     if verdict.mistake == "not_finite":
         return CheckResult("gaussian_kl", "failed", _KL_NOT_FINITE, "not_finite")
-    if verdict.status == "failed" and verdict.message.startswith("expected a result of shape"):
+    if verdict.mistake == "wrong_shape":
         for case, run in zip(cases, runs, strict=False):
             got = run.get("result") if isinstance(run, dict) else None
             if isinstance(got, Tensor) and tuple(got.shape) != (case[0].shape[0],):

@@ -170,6 +170,7 @@ def test_wrong_shape_is_named():
     assert not result and "shape" in result.message
     result = ex.check_q_sample(lambda x, t, s, e: q_sample(x, t, s, e).sum(0))
     assert not result and "shape" in result.message
+    assert result.mistake == "wrong_shape"  # a checker of its own reads the id, never the message's wording
 
 
 def test_checker_does_not_touch_the_global_rng():
